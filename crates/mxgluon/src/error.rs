@@ -1,0 +1,350 @@
+//! The one error type of the crate.
+//!
+//! Every fallible public function returns [`Result<T>`](crate::Result). Variants are typed and
+//! carry what a user needs to act: the parameter's name, the contexts, shapes or dtypes
+//! involved. The conditions follow MXNet 1.9.1; the wording is ours.
+
+use crate::context::Context;
+use crate::dtype::{DType, StorageType};
+
+/// Shorthand for `std::result::Result<T, mxgluon::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Formats a shape the way MXNet prints tuples: `(2, 3)`, `(3,)`, `()`.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    match shape.len() {
+        0 => "()".to_string(),
+        1 => format!("({},)", shape[0]),
+        _ => {
+            let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            format!("({})", parts.join(", "))
+        }
+    }
+}
+
+/// Formats an optional parameter shape (`None` when unknown).
+pub fn fmt_opt_shape(shape: &Option<Vec<usize>>) -> String {
+    match shape {
+        Some(s) => fmt_shape(s),
+        None => "None".to_string(),
+    }
+}
+
+/// Formats a list of contexts as `[cpu(0), cpu(1)]`.
+pub fn fmt_ctx_list(ctxs: &[Context]) -> String {
+    let parts: Vec<String> = ctxs.iter().map(|c| c.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Everything that can go wrong in mxgluon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A string did not name any valid value of an enumeration (dtype, storage type, grad_req,
+    /// initializer kind, ...).
+    #[error("invalid {what} {got:?}; valid values are: {}", valid.join(", "))]
+    InvalidEnumValue {
+        /// What was being parsed, e.g. `"dtype"`.
+        what: &'static str,
+        /// The string that was given.
+        got: String,
+        /// Every accepted spelling.
+        valid: Vec<String>,
+    },
+
+    /// A numeric type flag read from a file or given by a caller is not one MXNet defines.
+    #[error("unknown {what} flag {flag}")]
+    InvalidFlag {
+        /// What the flag encodes, e.g. `"dtype"`.
+        what: &'static str,
+        /// The flag value.
+        flag: i64,
+    },
+
+    /// The shapes of the operands of `op` do not fit together.
+    #[error("{op}: shape mismatch between {} and {}{}", fmt_shape(lhs), fmt_shape(rhs), if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Left (or first) operand's shape.
+        lhs: Vec<usize>,
+        /// Right (or second) operand's shape.
+        rhs: Vec<usize>,
+        /// Extra explanation, possibly empty.
+        detail: String,
+    },
+
+    /// A shape was invalid for an operation on its own (wrong rank, zero-size where not allowed,
+    /// reshape to a different element count, out-of-range axis ...).
+    #[error("{op}: invalid shape {}: {reason}", fmt_shape(shape))]
+    InvalidShape {
+        /// The operation.
+        op: &'static str,
+        /// The offending shape.
+        shape: Vec<usize>,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// The dtypes of the operands of `op` differ (mxgluon never promotes silently).
+    #[error("{op}: dtype mismatch, expected {expected} but got {got}")]
+    DTypeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The dtype required.
+        expected: DType,
+        /// The dtype found.
+        got: DType,
+    },
+
+    /// An operation does not support a dtype.
+    #[error("{op}: dtype {dtype} is not supported{}", if hint.is_empty() { String::new() } else { format!(" ({hint})") })]
+    UnsupportedDType {
+        /// The operation.
+        op: &'static str,
+        /// The dtype given.
+        dtype: DType,
+        /// What to do instead, possibly empty.
+        hint: String,
+    },
+
+    /// The operands of `op` live on different contexts; copy one with `copy_to` first.
+    #[error("{op}: operands are on different contexts, {lhs} and {rhs}; copy one of them with copy_to() first")]
+    ContextMismatch {
+        /// The operation.
+        op: &'static str,
+        /// First operand's context.
+        lhs: Context,
+        /// Second operand's context.
+        rhs: Context,
+    },
+
+    /// Memory on this context cannot be allocated (e.g. `gpu(0)` without a GPU backend).
+    #[error("cannot allocate on {ctx}: {reason}")]
+    DeviceUnavailable {
+        /// The context asked for.
+        ctx: Context,
+        /// Why it is unavailable.
+        reason: String,
+    },
+
+    /// The storage type of an array does not allow this operation.
+    #[error("{op}: storage type {stype} is not supported here")]
+    UnsupportedStorage {
+        /// The operation.
+        op: &'static str,
+        /// The storage type.
+        stype: StorageType,
+    },
+
+    /// Any other invalid argument of an operation.
+    #[error("{op}: {reason}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// An element index is outside the array.
+    #[error(
+        "index {index:?} is out of bounds for an array of shape {}",
+        fmt_shape(shape)
+    )]
+    IndexOutOfBounds {
+        /// The index given.
+        index: Vec<usize>,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+
+    // ---------------------------------------------------------------- Parameter errors
+    /// `data()`/`grad()`/... on a parameter that was never initialized (or whose
+    /// initialization failed).
+    #[error("parameter '{name}' has not been initialized; call initialize() on it (or on the Block / ParameterDict holding it) first")]
+    ParameterNotInitialized {
+        /// Parameter name.
+        name: String,
+    },
+
+    /// The parameter's initialization is deferred until its shape is known.
+    #[error("parameter '{name}' has not been initialized yet because its initialization was deferred until its shape is known; run one forward pass (or set its shape / call set_data) before reading it, or give the layer its input size (e.g. in_units) to avoid deferral")]
+    DeferredInitialization {
+        /// Parameter name.
+        name: String,
+    },
+
+    /// The parameter has no copy on the requested context.
+    #[error(
+        "parameter '{name}' was not initialized on context {ctx}; it only lives on {}",
+        fmt_ctx_list(available)
+    )]
+    ParameterNotOnContext {
+        /// Parameter name.
+        name: String,
+        /// Context asked for.
+        ctx: Context,
+        /// Contexts the parameter lives on.
+        available: Vec<Context>,
+    },
+
+    /// Gradient access on a parameter whose `grad_req` is `null`.
+    #[error("parameter '{name}' has no gradient because its grad_req is 'null'; set grad_req to 'write' or 'add' to get one")]
+    GradReqNull {
+        /// Parameter name.
+        name: String,
+    },
+
+    /// The parameter's shape is unknown (or has unknown dimensions) and deferral is not allowed
+    /// or could not be completed.
+    #[error("cannot initialize parameter '{name}' because its shape {} is not fully known{}", fmt_opt_shape(shape), if *deferred { "; specify the input size (in_units, in_channels, ...) of the layer or set the shape before the first forward" } else { "; give it a complete shape or allow deferred initialization" })]
+    UnknownParameterShape {
+        /// Parameter name.
+        name: String,
+        /// Its current shape (`0` marks an unknown dimension).
+        shape: Option<Vec<usize>>,
+        /// Whether this happened while completing a deferred initialization.
+        deferred: bool,
+    },
+
+    /// A new shape contradicts the parameter's known dimensions.
+    #[error("parameter '{name}': new shape {} is incompatible with its current shape {} (only unknown dimensions, marked 0, may change)", fmt_shape(new), fmt_shape(current))]
+    IncompatibleShape {
+        /// Parameter name.
+        name: String,
+        /// The shape that was offered.
+        new: Vec<usize>,
+        /// The stored shape.
+        current: Vec<usize>,
+    },
+
+    /// `reset_ctx` (and similar) on a parameter that was never initialized.
+    #[error("cannot {action} parameter '{name}' because it has not been initialized")]
+    NotInitializedFor {
+        /// Parameter name.
+        name: String,
+        /// What was attempted, e.g. `"reset the context of"`.
+        action: &'static str,
+    },
+
+    /// A dense accessor was used on a sparse parameter, or a sparse accessor on a dense one.
+    #[error(
+        "parameter '{name}' has storage type {stype}; use {use_instead}() instead of {called}()"
+    )]
+    WrongParameterStorage {
+        /// Parameter name.
+        name: String,
+        /// Its storage type.
+        stype: StorageType,
+        /// The method called.
+        called: &'static str,
+        /// The method to call instead.
+        use_instead: &'static str,
+    },
+
+    /// A value given to `set_data` does not fit the parameter.
+    #[error("parameter '{name}': {reason}")]
+    InvalidParameterValue {
+        /// Parameter name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    // ---------------------------------------------------------------- initializers
+    /// An initializer name is not registered.
+    #[error("initializer {name:?} is not registered; known initializers: {}", known.join(", "))]
+    UnknownInitializer {
+        /// The name asked for.
+        name: String,
+        /// Registered names.
+        known: Vec<String>,
+    },
+
+    /// An initializer could not be created from its description (bad JSON, bad kwargs).
+    #[error("invalid initializer description {spec:?}: {reason}")]
+    InvalidInitializer {
+        /// The description.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An initializer cannot fill this array (e.g. Xavier on a vector).
+    #[error(
+        "initializer {init} cannot initialize '{name}' of shape {}: {reason}",
+        fmt_shape(shape)
+    )]
+    InitializerFailed {
+        /// Initializer name.
+        init: String,
+        /// Name of the array / parameter.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Why.
+        reason: String,
+    },
+
+    // ---------------------------------------------------------------- I/O
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::InvalidArgument`].
+    pub fn invalid_arg(op: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    /// The parameter name carried by a parameter-related error, if any.
+    pub fn parameter_name(&self) -> Option<&str> {
+        match self {
+            Error::ParameterNotInitialized { name }
+            | Error::DeferredInitialization { name }
+            | Error::ParameterNotOnContext { name, .. }
+            | Error::GradReqNull { name }
+            | Error::UnknownParameterShape { name, .. }
+            | Error::IncompatibleShape { name, .. }
+            | Error::NotInitializedFor { name, .. }
+            | Error::WrongParameterStorage { name, .. }
+            | Error::InvalidParameterValue { name, .. } => Some(name),
+            Error::InitializerFailed { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_print_like_python_tuples() {
+        assert_eq!(fmt_shape(&[]), "()");
+        assert_eq!(fmt_shape(&[3]), "(3,)");
+        assert_eq!(fmt_shape(&[2, 3]), "(2, 3)");
+    }
+
+    #[test]
+    fn parameter_errors_name_the_parameter() {
+        let e = Error::ParameterNotOnContext {
+            name: "w".into(),
+            ctx: Context::cpu(1),
+            available: vec![Context::cpu(0)],
+        };
+        assert_eq!(e.parameter_name(), Some("w"));
+        let msg = e.to_string();
+        assert!(msg.contains("'w'") && msg.contains("cpu(1)") && msg.contains("[cpu(0)]"));
+    }
+}
