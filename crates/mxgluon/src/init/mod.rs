@@ -67,3 +67,27 @@ impl From<String> for InitSpec {
         InitSpec::Str(s)
     }
 }
+
+impl InitSpec {
+    /// Resolves to an initializer object (`Str` goes through [`create`]).
+    pub fn resolve(&self) -> Result<Arc<dyn Initializer>> {
+        match self {
+            InitSpec::Object(o) => Ok(Arc::clone(o)),
+            InitSpec::Str(s) => create(s),
+        }
+    }
+}
+
+/// Creates an initializer from MXNet's short name (`"zeros"`, `"xavier"`, case-insensitive) or
+/// its JSON forms (`'["constant", {"value": 2.5}]'`, `'{"initializer": "normal", "sigma": 0.1}'`).
+pub fn create(spec: &str) -> Result<Arc<dyn Initializer>> {
+    Err(crate::Error::UnknownInitializer {
+        name: spec.to_string(),
+        known: vec![],
+    })
+}
+
+/// The global default initializer, `Uniform(0.07)`.
+pub fn default_initializer() -> Arc<dyn Initializer> {
+    unimplemented!("being written")
+}
