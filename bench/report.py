@@ -205,7 +205,7 @@ def render(figs, infos, status, command, loads):
             adv = advantage(ours, r) if i != "ours" else None
             unit = "µs" if r["unit"] == "us" else r["unit"]
             out.append(f"| {w} | {IMPL_LABEL.get(i, i)} | {fmt(r['value'])} | {rng} | {unit} | "
-                       f"{f'{adv:.2f}×' if adv is not None else ''} |")
+                       f"{fmt(adv) + '×' if adv is not None else ''} |")
     out.append("")
 
     out.append("## Targets (reported, not asserted)\n")

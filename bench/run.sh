@@ -39,7 +39,7 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # status IMPL ok|failed|skipped DETAIL: one JSON line for report.py.
 status() {
-    "$PYTHON" -c 'import json,sys; print(json.dumps({"impl": sys.argv[1], "status": sys.argv[2], "detail": sys.argv[3]}))' \
+    python3 -c 'import json,sys; print(json.dumps({"impl": sys.argv[1], "status": sys.argv[2], "detail": sys.argv[3]}))' \
         "$1" "$2" "$3" >>"$STATUS"
 }
 
@@ -105,7 +105,7 @@ if [ "$PEERS" = 1 ]; then
         run_tool mxnet "$OUT/mxnet.jsonl" env OMP_NUM_THREADS=2 \
             "$CACHE/venv-mxnet/bin/python" "$ROOT/bench/peers/mxnet_bench.py" "${TOOL_ARGS[@]}"
     else
-        status mxnet failed "venv setup failed: $(tail_of "$CACHE/venv-mxnet-install.log")"
+        status mxnet failed "venv setup failed (log: $CACHE/venv-mxnet-install.log): $(tail_of "$CACHE/venv-mxnet-install.log")"
     fi
 
     # PyPI's default torch wheel pulls several GB of CUDA libraries: installed once, then reused.
@@ -113,7 +113,7 @@ if [ "$PEERS" = 1 ]; then
         run_tool torch "$OUT/torch.jsonl" env OMP_NUM_THREADS=2 \
             "$CACHE/venv-torch/bin/python" "$ROOT/bench/peers/torch_bench.py" "${TOOL_ARGS[@]}"
     else
-        status torch failed "venv setup failed: $(tail_of "$CACHE/venv-torch-install.log")"
+        status torch failed "venv setup failed (log: $CACHE/venv-torch-install.log): $(tail_of "$CACHE/venv-torch-install.log")"
     fi
 else
     status mxnet skipped "--no-peers"
@@ -121,6 +121,6 @@ else
 fi
 
 # 3. report
-"$PYTHON" "$ROOT/bench/report.py" --out "$ROOT/bench/RESULTS.md" --command "$COMMAND" \
+python3 "$ROOT/bench/report.py" --out "$ROOT/bench/RESULTS.md" --command "$COMMAND" \
     --loads "$LOAD_BEFORE / $(load1)" "$OUT"/*.jsonl
 log "done: $ROOT/bench/RESULTS.md"
