@@ -84,6 +84,9 @@ run_tool() {
 }
 
 LOAD_BEFORE="$(load1)"
+if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 1.0) }'; then
+    log "warning: load average $LOAD_BEFORE on $(nproc) CPU(s): other jobs are running, figures will be noisy"
+fi
 
 # 1. ours
 log "building mxgluon-bench (release)"
