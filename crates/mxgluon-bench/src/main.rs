@@ -1,1 +1,408 @@
-fn main() {}
+//! `mxgluon-bench`: times mxgluon on the workloads of `bench/README.md` and prints one JSON line
+//! per figure, in the format `bench/report.py` reads:
+//!
+//! ```text
+//! {"workload": "fc_seed", "impl": "ours", "value": 1.02, "unit": "us", "higher_is_better": false, ...}
+//! ```
+//!
+//! The harness is the same as the peers' (`bench/peers/harness.py`): one warm-up call, calls per
+//! batch doubled until a batch lasts at least the batch time, then several timed batches; the
+//! median per-call time is reported, with the fastest and slowest batch as a range.
+//!
+//! Usage: `mxgluon-bench [--quick] [--filter NAME]` (`NAME` matches workloads by substring).
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use mxgluon::gluon::InitOptions;
+use mxgluon::{init, nd, Context, DType, NDArray, Parameter, Result};
+
+/// `(batch, in_units, num_hidden)` of the tiny fully-connected layer.
+const FC_SEED: (usize, usize, usize) = (16, 100, 64);
+/// `(batch, in_units, num_hidden)` of the large fully-connected layer.
+const FC_LARGE: (usize, usize, usize) = (256, 1024, 4096);
+/// The parameter shape of the initialization and multi-context workloads.
+const BIG: [usize; 2] = [4096, 4096];
+/// Number of contexts the multi-context parameter lives on.
+const NCTX: u32 = 4;
+/// Bytes of one f32 copy of a `BIG` parameter (64 MiB).
+const PARAM_BYTES: usize = 4096 * 4096 * 4;
+/// Bytes written by `set_data` / `zero_grad` across the `NCTX` copies.
+const BYTES_NCTX: f64 = (NCTX as usize * PARAM_BYTES) as f64;
+
+/// How long and how often to measure.
+#[derive(Clone, Copy)]
+struct Profile {
+    batches: usize,
+    /// Minimum seconds per batch for compute-bound workloads (GEMM).
+    compute_s: f64,
+    /// Minimum seconds per batch for memory-bound workloads (fills, copies, RNG).
+    memory_s: f64,
+}
+
+const NORMAL: Profile = Profile {
+    batches: 5,
+    compute_s: 0.2,
+    memory_s: 0.5,
+};
+const QUICK: Profile = Profile {
+    batches: 3,
+    compute_s: 0.05,
+    memory_s: 0.1,
+};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Compute,
+    Memory,
+}
+
+/// Seconds per call: median over the batches, fastest and slowest batch, calls per batch.
+struct Timing {
+    median: f64,
+    min: f64,
+    max: f64,
+    calls: usize,
+}
+
+struct Harness {
+    profile: Profile,
+    filter: Option<String>,
+}
+
+impl Harness {
+    fn wants(&self, workload: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| workload.contains(f))
+    }
+
+    /// Times `call` with the calibrated batch scheme described in the module docs.
+    fn time(&self, kind: Kind, mut call: impl FnMut() -> Result<()>) -> Result<Timing> {
+        let min_s = match kind {
+            Kind::Compute => self.profile.compute_s,
+            Kind::Memory => self.profile.memory_s,
+        };
+        let mut run = |n: usize| -> Result<f64> {
+            let t0 = Instant::now();
+            for _ in 0..n {
+                call()?;
+            }
+            Ok(t0.elapsed().as_secs_f64())
+        };
+        run(1)?; // warm-up: first touch of pooled buffers, rayon start-up
+        let mut n = 1usize;
+        loop {
+            let t = run(n)?;
+            if t >= min_s {
+                break;
+            }
+            // Aim a little past the target so that one more doubling is rarely needed.
+            let estimate = (n as f64 * min_s * 1.2 / t.max(1e-9)) as usize;
+            n = (n * 2).max(estimate);
+        }
+        let mut per_call = Vec::with_capacity(self.profile.batches);
+        for _ in 0..self.profile.batches {
+            per_call.push(run(n)? / n as f64);
+        }
+        per_call.sort_by(f64::total_cmp);
+        Ok(Timing {
+            median: median(&per_call),
+            min: per_call[0],
+            max: per_call[per_call.len() - 1],
+            calls: n,
+        })
+    }
+
+    fn emit(&self, f: Figure<'_>) {
+        println!(
+            "{{\"workload\": {}, \"impl\": {}, \"value\": {}, \"unit\": {}, \"higher_is_better\": {}, \
+             \"range\": [{}, {}], \"calls_per_batch\": {}, \"batches\": {}, \"mode\": {}}}",
+            json_str(f.workload),
+            json_str(f.imp),
+            json_num(f.value),
+            json_str(f.unit),
+            f.higher_is_better,
+            json_num(f.range.0),
+            json_num(f.range.1),
+            f.calls,
+            self.profile.batches,
+            json_str(f.mode),
+        );
+    }
+
+    /// Reports `t` scaled to a time unit (`scale` = 1e6 for microseconds).
+    fn report_time(
+        &self,
+        workload: &str,
+        imp: &str,
+        t: &Timing,
+        unit: &str,
+        scale: f64,
+        mode: &str,
+    ) {
+        self.emit(Figure {
+            workload,
+            imp,
+            value: t.median * scale,
+            range: (t.min * scale, t.max * scale),
+            unit,
+            higher_is_better: false,
+            calls: t.calls,
+            mode,
+        });
+    }
+
+    /// Reports a rate, `amount` per call divided by the time per call (GFLOP/s, GB/s).
+    fn report_rate(
+        &self,
+        workload: &str,
+        imp: &str,
+        t: &Timing,
+        amount: f64,
+        unit: &str,
+        mode: &str,
+    ) {
+        self.emit(Figure {
+            workload,
+            imp,
+            value: amount / t.median,
+            range: (amount / t.max, amount / t.min),
+            unit,
+            higher_is_better: true,
+            calls: t.calls,
+            mode,
+        });
+    }
+}
+
+/// One output line.
+struct Figure<'a> {
+    workload: &'a str,
+    imp: &'a str,
+    value: f64,
+    /// Slowest and fastest batch, in the unit of `value`.
+    range: (f64, f64),
+    unit: &'a str,
+    higher_is_better: bool,
+    calls: usize,
+    mode: &'a str,
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// A JSON number; non-finite values (which JSON cannot hold) become `null`.
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".to_string()
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Stops with a message when a workload computed something it should not have: a fast wrong
+/// answer is not a benchmark result.
+fn check(ok: bool, what: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(mxgluon::Error::invalid_arg(
+            "mxgluon-bench",
+            format!("sanity check failed: {what}"),
+        ))
+    }
+}
+
+/// `fully_connected` forward of `(m, k) x (n, k)^T + b`.
+fn bench_fc(h: &Harness, workload: &str, (m, k, n): (usize, usize, usize)) -> Result<()> {
+    let ctx = Context::cpu(0);
+    let x = mxgluon::random::uniform(-1.0, 1.0, &[m, k], DType::Float32, ctx)?;
+    let w = mxgluon::random::uniform(-0.1, 0.1, &[n, k], DType::Float32, ctx)?;
+    let b = mxgluon::random::uniform(-0.1, 0.1, &[n], DType::Float32, ctx)?;
+    let out = nd::fully_connected(&x, &w, Some(&b), n)?;
+    check(out.shape() == [m, n], "fully_connected output shape")?;
+    let t = h.time(Kind::Compute, || {
+        let out = nd::fully_connected(black_box(&x), black_box(&w), Some(black_box(&b)), n)?;
+        black_box(out);
+        Ok(())
+    })?;
+    let mode = "nd::fully_connected, synchronous (result ready on return)";
+    if workload == "fc_seed" {
+        h.report_time(workload, "ours", &t, "us", 1e6, mode);
+    } else {
+        let gflop = 2.0 * (m * n * k) as f64 / 1e9;
+        h.report_rate(workload, "ours", &t, gflop, "GFLOP/s", mode);
+    }
+    Ok(())
+}
+
+/// Xavier(uniform, avg, magnitude 3) initialization of a 4096x4096 parameter on one context.
+fn bench_xavier(h: &Harness) -> Result<()> {
+    let ctxs = vec![Context::cpu(0)];
+    let p = Parameter::new("w")
+        .with_shape(BIG)
+        .with_init(init::Xavier::default());
+    p.initialize(ctxs.clone())?;
+    let t = h.time(Kind::Memory, || {
+        p.initialize_with(InitOptions::new().ctx(ctxs.clone()).force_reinit(true))
+    })?;
+    // Xavier's bound for fan_in = fan_out = 4096 is sqrt(6 / 8192) ~= 0.027.
+    let v = p.data(Context::cpu(0))?.get_f64(&[17, 4000])?;
+    check(v.abs() <= 0.0271 && v != 0.0, "Xavier value out of range")?;
+    let mode = "Parameter(init=Xavier).initialize_with(force_reinit), 1 context";
+    h.report_time("xavier_init", "ours", &t, "ms", 1e3, mode);
+    Ok(())
+}
+
+/// `set_data` and `zero_grad` on a parameter with a copy on each of 4 contexts, next to plain
+/// single-threaded memcpy / memset of the same bytes.
+fn bench_multi_ctx(h: &Harness) -> Result<()> {
+    let elems = PARAM_BYTES / 4;
+    let mut dsts: Vec<Vec<f32>> = (0..NCTX).map(|_| vec![1.0f32; elems]).collect();
+    let src_vec = vec![0.5f32; elems]; // both written: pages are faulted in before timing
+
+    if h.wants("set_data_4ctx") {
+        let t = h.time(Kind::Memory, || {
+            for d in dsts.iter_mut() {
+                d.copy_from_slice(black_box(&src_vec));
+            }
+            black_box(&mut dsts);
+            Ok(())
+        })?;
+        let mode = "copy_from_slice of a 64 MiB pre-faulted Vec, x4, 1 thread";
+        h.report_rate(
+            "set_data_4ctx",
+            "memcpy",
+            &t,
+            BYTES_NCTX / 1e9,
+            "GB/s",
+            mode,
+        );
+    }
+    if h.wants("zero_grad_4ctx") {
+        let t = h.time(Kind::Memory, || {
+            for d in dsts.iter_mut() {
+                d.fill(0.0);
+            }
+            black_box(&mut dsts);
+            Ok(())
+        })?;
+        let mode = "fill(0) of a 64 MiB pre-faulted Vec, x4, 1 thread";
+        h.report_rate(
+            "zero_grad_4ctx",
+            "memset",
+            &t,
+            BYTES_NCTX / 1e9,
+            "GB/s",
+            mode,
+        );
+    }
+    drop(dsts);
+    drop(src_vec);
+
+    let ctxs: Vec<Context> = (0..NCTX).map(Context::cpu).collect();
+    let p = Parameter::new("w")
+        .with_shape(BIG)
+        .with_init(init::Xavier::default());
+    p.initialize(ctxs.clone())?;
+    let src: NDArray = mxgluon::random::uniform(-1.0, 1.0, &BIG, DType::Float32, Context::cpu(0))?;
+
+    if h.wants("set_data_4ctx") {
+        let t = h.time(Kind::Memory, || p.set_data(&src))?;
+        let want = src.get_f64(&[4095, 4095])?;
+        for &c in &ctxs {
+            check(
+                p.data(c)?.get_f64(&[4095, 4095])? == want,
+                "set_data did not reach every context",
+            )?;
+        }
+        let mode = "Parameter::set_data(&src), 4 contexts";
+        h.report_rate("set_data_4ctx", "ours", &t, BYTES_NCTX / 1e9, "GB/s", mode);
+    }
+    if h.wants("zero_grad_4ctx") {
+        let t = h.time(Kind::Memory, || p.zero_grad())?;
+        let mode = "Parameter::zero_grad(), 4 contexts";
+        h.report_rate("zero_grad_4ctx", "ours", &t, BYTES_NCTX / 1e9, "GB/s", mode);
+    }
+    Ok(())
+}
+
+fn parse_args() -> std::result::Result<Harness, String> {
+    let mut h = Harness {
+        profile: NORMAL,
+        filter: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => h.profile = QUICK,
+            "--filter" => h.filter = Some(args.next().ok_or("--filter needs a workload name")?),
+            "-h" | "--help" => {
+                return Err("usage: mxgluon-bench [--quick] [--filter NAME]".to_string());
+            }
+            other => return Err(format!("unknown argument {other:?}; try --help")),
+        }
+    }
+    Ok(h)
+}
+
+fn run(h: &Harness) -> Result<()> {
+    println!(
+        "{{\"info\": {{\"version\": {}, \"threads\": {}}}, \"impl\": \"ours\"}}",
+        json_str(env!("CARGO_PKG_VERSION")),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    mxgluon::random::seed(42);
+    if h.wants("fc_seed") {
+        bench_fc(h, "fc_seed", FC_SEED)?;
+    }
+    if h.wants("fc_large") {
+        bench_fc(h, "fc_large", FC_LARGE)?;
+    }
+    if h.wants("xavier_init") {
+        bench_xavier(h)?;
+    }
+    if h.wants("set_data_4ctx") || h.wants("zero_grad_4ctx") {
+        bench_multi_ctx(h)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let h = match parse_args() {
+        Ok(h) => h,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&h) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mxgluon-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

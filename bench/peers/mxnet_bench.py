@@ -1,0 +1,91 @@
+"""MXNet 1.9.1 peer: the bench/ workloads through mx.nd and gluon.Parameter.
+
+Run with OMP_NUM_THREADS=2 (bench/run.sh does), or MXNet uses one core here;
+the OPENBLAS_* environment is left as the machine sets it (see bench/README.md).
+Prints one JSON line per figure.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mxnet as mx  # noqa: E402
+from mxnet import gluon, nd  # noqa: E402
+
+import harness as h  # noqa: E402
+
+
+def main():
+    hx = h.Harness("mxnet")
+    hx.info(
+        version=mx.__version__,
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+        openblas_env={k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        features=[f.name for f in mx.runtime.Features().values() if f.enabled],
+    )
+    ctx = mx.cpu(0)
+    mx.random.seed(42)
+
+    for name, (m, k, n) in (("fc_seed", h.FC_SEED), ("fc_large", h.FC_LARGE)):
+        if not hx.wants(name):
+            continue
+        x = nd.random.uniform(-1, 1, shape=(m, k), ctx=ctx)
+        w = nd.random.uniform(-0.1, 0.1, shape=(n, k), ctx=ctx)
+        b = nd.random.uniform(-0.1, 0.1, shape=(n,), ctx=ctx)
+        mx.nd.waitall()
+
+        def fc():
+            return nd.FullyConnected(x, w, b, num_hidden=n)
+
+        # Asynchronous throughput: N calls, then one waitall (MXNet's best case).
+        t = hx.time_per_call(fc, batch_end=mx.nd.waitall)
+        if name == "fc_seed":
+            hx.report_us(name, t, mode="async: N calls then one mx.nd.waitall()")
+
+            # Synchronous latency: each result is waited for, as a caller that reads it must.
+            def fc_sync():
+                fc().wait_to_read()
+
+            hx.report_us(name, hx.time_per_call(fc_sync), impl="mxnet-sync",
+                         mode="sync: wait_to_read() after every call")
+        else:
+            hx.report_rate(name, t, h.gflop(m, k, n), "GFLOP/s",
+                           mode="async: N calls then one mx.nd.waitall()")
+
+    if hx.wants("xavier_init"):
+        p = gluon.Parameter("w", shape=h.XAVIER_SHAPE, init=mx.init.Xavier())
+        p.initialize(ctx=ctx)
+        mx.nd.waitall()
+
+        def reinit():
+            p.initialize(ctx=ctx, force_reinit=True)
+            mx.nd.waitall()
+
+        hx.report_ms("xavier_init", hx.time_per_call(reinit, kind="memory"),
+                     mode="gluon.Parameter(init=Xavier()).initialize(force_reinit=True) + waitall")
+
+    if hx.wants("set_data_4ctx") or hx.wants("zero_grad_4ctx"):
+        ctxs = [mx.cpu(i) for i in range(h.NCTX)]
+        p = gluon.Parameter("w", shape=h.XAVIER_SHAPE, init=mx.init.Xavier())
+        p.initialize(ctx=ctxs)
+        src = nd.random.uniform(-1, 1, shape=h.XAVIER_SHAPE, ctx=ctx)
+        mx.nd.waitall()
+        if hx.wants("set_data_4ctx"):
+            def set_data():
+                p.set_data(src)
+                mx.nd.waitall()
+
+            hx.report_rate("set_data_4ctx", hx.time_per_call(set_data, kind="memory"),
+                           h.BYTES_4CTX / 1e9, "GB/s", mode="p.set_data(src) + waitall, 4 contexts")
+        if hx.wants("zero_grad_4ctx"):
+            def zero_grad():
+                p.zero_grad()
+                mx.nd.waitall()
+
+            hx.report_rate("zero_grad_4ctx", hx.time_per_call(zero_grad, kind="memory"),
+                           h.BYTES_4CTX / 1e9, "GB/s", mode="p.zero_grad() + waitall, 4 contexts")
+
+
+if __name__ == "__main__":
+    main()

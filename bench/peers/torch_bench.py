@@ -1,0 +1,69 @@
+"""PyTorch peer: the bench/ workloads with torch on CPU, 2 threads.
+
+Prints one JSON line per figure.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import harness as h  # noqa: E402
+
+
+def main():
+    hx = h.Harness("torch")
+    torch.set_num_threads(2)
+    torch.manual_seed(42)
+    hx.info(version=torch.__version__, threads=torch.get_num_threads(),
+            mkl=torch.backends.mkl.is_available(), mkldnn=torch.backends.mkldnn.is_available())
+
+    with torch.no_grad():
+        for name, (m, k, n) in (("fc_seed", h.FC_SEED), ("fc_large", h.FC_LARGE)):
+            if not hx.wants(name):
+                continue
+            x = torch.rand(m, k) * 2 - 1
+            w = (torch.rand(n, k) * 2 - 1) * 0.1
+            b = (torch.rand(n) * 2 - 1) * 0.1
+
+            def fc():
+                return F.linear(x, w, b)
+
+            t = hx.time_per_call(fc)
+            if name == "fc_seed":
+                hx.report_us(name, t, mode="F.linear under no_grad")
+            else:
+                hx.report_rate(name, t, h.gflop(m, k, n), "GFLOP/s", mode="F.linear under no_grad")
+
+        if hx.wants("xavier_init"):
+            t = torch.empty(*h.XAVIER_SHAPE)
+            torch.nn.init.xavier_uniform_(t)
+            hx.report_ms("xavier_init",
+                         hx.time_per_call(lambda: torch.nn.init.xavier_uniform_(t), kind="memory"),
+                         mode="torch.nn.init.xavier_uniform_ on an existing tensor")
+
+        if hx.wants("set_data_4ctx") or hx.wants("zero_grad_4ctx"):
+            src = torch.rand(*h.XAVIER_SHAPE)
+            ts = [torch.zeros(*h.XAVIER_SHAPE) for _ in range(h.NCTX)]  # zeros: pre-faulted
+
+            def copy_all():
+                for t in ts:
+                    t.copy_(src)
+
+            def zero_all():
+                for t in ts:
+                    t.zero_()
+
+            if hx.wants("set_data_4ctx"):
+                hx.report_rate("set_data_4ctx", hx.time_per_call(copy_all, kind="memory"),
+                               h.BYTES_4CTX / 1e9, "GB/s", mode="t.copy_(src) x4")
+            if hx.wants("zero_grad_4ctx"):
+                hx.report_rate("zero_grad_4ctx", hx.time_per_call(zero_all, kind="memory"),
+                               h.BYTES_4CTX / 1e9, "GB/s", mode="t.zero_() x4")
+
+
+if __name__ == "__main__":
+    main()
