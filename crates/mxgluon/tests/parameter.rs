@@ -31,10 +31,13 @@ impl Initializer for Fill {
 }
 
 /// Fills with 1, 2, 3, ... and records every call (name, context, dtype, shape).
+/// One recorded call: parameter name, context, dtype and shape of the array filled.
+type Call = (String, Context, DType, Vec<usize>);
+
 #[derive(Debug, Default)]
 struct CountState {
     calls: AtomicUsize,
-    seen: Mutex<Vec<(String, Context, DType, Vec<usize>)>>,
+    seen: Mutex<Vec<Call>>,
 }
 /// Clones share the counters.
 #[derive(Debug, Default, Clone)]
@@ -1215,4 +1218,39 @@ fn deferred_init_finished_from_another_thread() {
     .join()
     .unwrap();
     assert_eq!(f32s(&p.data(cpu(1)).unwrap()), vec![2.0; 3]);
+}
+
+// ---------------------------------------------------------------------- performance
+
+/// `set_data` and `zero_grad` of a 4096×4096 f32 parameter on 4 contexts write into the
+/// existing buffers (bandwidth-bound copies, no reallocation). Ignored by default: it needs
+/// about 600 MB. Run with `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn large_set_data_and_zero_grad_write_in_place() {
+    let n = 4096;
+    let ctxs: Vec<Context> = (0..4).map(cpu).collect();
+    let p = Parameter::new("big").with_shape([n, n]);
+    p.initialize_with(InitOptions::new().init(Fill(0.0)).ctx(ctxs))
+        .unwrap();
+    let data = p.list_data().unwrap();
+    let grads = p.list_grad().unwrap();
+    let v = NDArray::full(&[n, n], 1.0, DType::Float32, cpu(0)).unwrap();
+    let t = std::time::Instant::now();
+    p.set_data(&v).unwrap();
+    let set = t.elapsed();
+    let t = std::time::Instant::now();
+    p.zero_grad().unwrap();
+    let zero = t.elapsed();
+    eprintln!("set_data {set:?}, zero_grad {zero:?} (4 x 64 MiB each)");
+    for (a, b) in data.iter().zip(p.list_data().unwrap()) {
+        assert!(a.shares_memory_with(&b));
+    }
+    for (a, b) in grads.iter().zip(p.list_grad().unwrap()) {
+        assert!(a.shares_memory_with(&b));
+    }
+    assert_eq!(
+        p.data(cpu(3)).unwrap().get_f64(&[n - 1, n - 1]).unwrap(),
+        1.0
+    );
 }
