@@ -1,6 +1,7 @@
 //! Gluon: [`Parameter`] and [`Constant`].
 
-/// Placeholder (being written).
-pub struct Parameter;
-/// Placeholder (being written).
-pub struct Constant;
+mod constant;
+mod parameter;
+
+pub use constant::Constant;
+pub use parameter::{DTypeSource, InitOptions, ParamState, Parameter};
