@@ -1222,13 +1222,12 @@ fn deferred_init_finished_from_another_thread() {
 
 // ---------------------------------------------------------------------- performance
 
-/// `set_data` and `zero_grad` of a 4096×4096 f32 parameter on 4 contexts write into the
-/// existing buffers (bandwidth-bound copies, no reallocation). Ignored by default: it needs
-/// about 600 MB. Run with `cargo test --release -- --ignored`.
+/// `set_data` and `zero_grad` on 4 contexts write into the existing buffers (no reallocation);
+/// the array is large enough (1 MiB per context) to take the parallel copy path. Speed is
+/// measured by the benchmark (`bench/run.sh`), not here.
 #[test]
-#[ignore]
 fn large_set_data_and_zero_grad_write_in_place() {
-    let n = 4096;
+    let n = 512;
     let ctxs: Vec<Context> = (0..4).map(cpu).collect();
     let p = Parameter::new("big").with_shape([n, n]);
     p.initialize_with(InitOptions::new().init(Fill(0.0)).ctx(ctxs))
@@ -1236,13 +1235,14 @@ fn large_set_data_and_zero_grad_write_in_place() {
     let data = p.list_data().unwrap();
     let grads = p.list_grad().unwrap();
     let v = NDArray::full(&[n, n], 1.0, DType::Float32, cpu(0)).unwrap();
-    let t = std::time::Instant::now();
     p.set_data(&v).unwrap();
-    let set = t.elapsed();
-    let t = std::time::Instant::now();
+    for g in &grads {
+        g.fill(3.0).unwrap();
+    }
     p.zero_grad().unwrap();
-    let zero = t.elapsed();
-    eprintln!("set_data {set:?}, zero_grad {zero:?} (4 x 64 MiB each)");
+    for g in p.list_grad().unwrap() {
+        assert!(g.to_f32_vec().iter().all(|x| *x == 0.0));
+    }
     for (a, b) in data.iter().zip(p.list_data().unwrap()) {
         assert!(a.shares_memory_with(&b));
     }
