@@ -1,0 +1,331 @@
+//! Matrix products: [`dot`], [`dot_t`] and [`fully_connected`].
+//!
+//! f32 and f64 go through faer's GEMM; f16 and bf16 are converted to f32, multiplied and
+//! converted back; integer dtypes use a plain (wrapping) triple loop.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use super::{check_pair, read2};
+use crate::dtype::{DType, Scalar};
+use crate::error::{fmt_shape, Error, Result};
+use crate::nd::NDArray;
+
+/// Below this many floating-point operations a GEMM stays on the calling thread: faer's rayon
+/// path costs 17–25 µs per call, more than the whole product of a small layer.
+const GEMM_PAR_MIN_FLOP: usize = 4 << 20;
+
+/// One GEMM problem on row-major buffers: `out (m×n) [+]= op(a) · op(b)`, where `a` is stored
+/// `m×k` (or `k×m` when `ta`) and `b` is stored `k×n` (or `n×k` when `tb`).
+#[derive(Clone, Copy)]
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    /// Add to the existing contents of `out` instead of overwriting them.
+    accumulate: bool,
+}
+
+impl Gemm {
+    fn par(&self) -> Par {
+        let flop = 2usize
+            .saturating_mul(self.m)
+            .saturating_mul(self.n)
+            .saturating_mul(self.k);
+        if flop >= GEMM_PAR_MIN_FLOP && rayon::current_num_threads() > 1 {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        }
+    }
+
+    /// faer path for f32 / f64.
+    fn run_faer<T: faer::traits::ComplexField + Scalar>(&self, a: &[T], b: &[T], out: &mut [T]) {
+        let Gemm {
+            m, n, k, ta, tb, ..
+        } = *self;
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !self.accumulate {
+                out.fill(T::ZERO);
+            }
+            return;
+        }
+        let lhs = if ta {
+            MatRef::from_row_major_slice(a, k, m).transpose()
+        } else {
+            MatRef::from_row_major_slice(a, m, k)
+        };
+        let rhs = if tb {
+            MatRef::from_row_major_slice(b, n, k).transpose()
+        } else {
+            MatRef::from_row_major_slice(b, k, n)
+        };
+        let dst = MatMut::from_row_major_slice_mut(out, m, n);
+        let beta = if self.accumulate {
+            Accum::Add
+        } else {
+            Accum::Replace
+        };
+        matmul(dst, beta, lhs, rhs, T::ONE, self.par());
+    }
+
+    /// Plain loop for integer dtypes (wrapping arithmetic).
+    fn run_loop<T: Scalar>(&self, a: &[T], b: &[T], out: &mut [T]) {
+        let Gemm {
+            m, n, k, ta, tb, ..
+        } = *self;
+        if !self.accumulate {
+            out.fill(T::ZERO);
+        }
+        for i in 0..m {
+            let row = &mut out[i * n..(i + 1) * n];
+            for p in 0..k {
+                let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                for (j, o) in row.iter_mut().enumerate() {
+                    let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                    *o = o.add(x.mul(y));
+                }
+            }
+        }
+    }
+
+    /// Runs on raw storage of `dtype` (`out` already holds the accumulator when
+    /// `self.accumulate`).
+    fn run(&self, dtype: DType, a: &NDArray, b: &NDArray, out: &NDArray) {
+        match dtype {
+            DType::Float32 => read2::<f32, _>(a, b, |sa, sb| {
+                out.write_slice::<f32, _>(|so| self.run_faer(sa, sb, so))
+            }),
+            DType::Float64 => read2::<f64, _>(a, b, |sa, sb| {
+                out.write_slice::<f64, _>(|so| self.run_faer(sa, sb, so))
+            }),
+            DType::Float16 => read2::<f16, _>(a, b, |sa, sb| {
+                out.write_slice::<f16, _>(|so| {
+                    let mut o = if self.accumulate {
+                        so.to_f32_vec()
+                    } else {
+                        vec![0f32; so.len()]
+                    };
+                    self.run_faer(&sa.to_f32_vec(), &sb.to_f32_vec(), &mut o);
+                    so.convert_from_f32_slice(&o);
+                })
+            }),
+            DType::BFloat16 => read2::<bf16, _>(a, b, |sa, sb| {
+                out.write_slice::<bf16, _>(|so| {
+                    let mut o = if self.accumulate {
+                        so.to_f32_vec()
+                    } else {
+                        vec![0f32; so.len()]
+                    };
+                    self.run_faer(&sa.to_f32_vec(), &sb.to_f32_vec(), &mut o);
+                    so.convert_from_f32_slice(&o);
+                })
+            }),
+            dt => crate::dispatch_dtype!(dt, T => read2::<T, _>(a, b, |sa, sb| {
+                out.write_slice::<T, _>(|so| self.run_loop(sa, sb, so))
+            })),
+        }
+        if dtype == DType::Bool {
+            out.write_slice::<u8, _>(|s| s.iter_mut().for_each(|x| *x = (*x != 0) as u8));
+        }
+    }
+}
+
+/// Dot product of two arrays with MXNet's rules; see [`dot_t`].
+///
+/// * 1-D · 1-D: inner product, shape `(1,)`;
+/// * 2-D · 2-D: matrix product; 2-D · 1-D: matrix-vector product;
+/// * N-D: contracts the last axis of `a` with the first axis of `b`; the result's shape is
+///   `a.shape[..-1] + b.shape[1..]`.
+///
+/// ```
+/// use mxgluon::{nd, Context};
+/// let a = nd::array(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], Context::cpu(0))?;
+/// let b = nd::array(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2], Context::cpu(0))?;
+/// let c = nd::dot(&a, &b)?;
+/// assert_eq!(c.shape(), &[2, 2]);
+/// assert_eq!(c.to_vec::<f32>()?, vec![4.0, 5.0, 10.0, 11.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn dot(a: &NDArray, b: &NDArray) -> Result<NDArray> {
+    dot_t(a, b, false, false)
+}
+
+/// [`dot`] with MXNet's `transpose_a` / `transpose_b`.
+///
+/// Without transposition `a` is seen as a matrix `(prod(a.shape[..-1]), a.shape[-1])` and `b`
+/// as `(b.shape[0], prod(b.shape[1..]))`. `transpose_a` contracts `a`'s **first** axis instead
+/// (its other axes lead the result); `transpose_b` contracts `b`'s **last** axis (its other
+/// axes end the result). A result with no axis has shape `(1,)`. Operands must share dtype and
+/// context; mismatched contracted dimensions are an [`Error::ShapeMismatch`].
+pub fn dot_t(a: &NDArray, b: &NDArray, transpose_a: bool, transpose_b: bool) -> Result<NDArray> {
+    const OP: &str = "dot";
+    check_pair(OP, a, b)?;
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.is_empty() || sb.is_empty() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: sa.to_vec(),
+            rhs: sb.to_vec(),
+            detail: "0-d operands are not supported".into(),
+        });
+    }
+    let (ka, a_rest): (usize, &[usize]) = if transpose_a {
+        (sa[0], &sa[1..])
+    } else {
+        (sa[sa.len() - 1], &sa[..sa.len() - 1])
+    };
+    let (kb, b_rest): (usize, &[usize]) = if transpose_b {
+        (sb[sb.len() - 1], &sb[..sb.len() - 1])
+    } else {
+        (sb[0], &sb[1..])
+    };
+    if ka != kb {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: sa.to_vec(),
+            rhs: sb.to_vec(),
+            detail: format!(
+                "the contracted dimensions differ: {ka} (transpose_a={transpose_a}) vs {kb} (transpose_b={transpose_b})"
+            ),
+        });
+    }
+    let m: usize = a_rest.iter().product();
+    let n: usize = b_rest.iter().product();
+    let mut shape: Vec<usize> = a_rest.iter().chain(b_rest).copied().collect();
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    let out = NDArray::for_overwrite(&shape, a.dtype(), a.context())?;
+    Gemm {
+        m,
+        n,
+        k: ka,
+        ta: transpose_a,
+        tb: transpose_b,
+        accumulate: false,
+    }
+    .run(a.dtype(), a, b, &out);
+    Ok(out)
+}
+
+/// MXNet's `FullyConnected` with `flatten=True`: `out = x · weightᵀ + bias`.
+///
+/// `x` of shape `(N, d1, d2, ...)` is treated as `(N, d1·d2·…)`; `weight` has shape
+/// `(num_hidden, in_units)` and `bias` (optional) `(num_hidden,)`; the result has shape
+/// `(N, num_hidden)`. All operands must share dtype (f32, f64, f16 or bf16) and context. Small
+/// layers run on the calling thread; large ones use the rayon pool.
+///
+/// ```
+/// use mxgluon::{nd, Context};
+/// let ctx = Context::cpu(0);
+/// let x = nd::array(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2], ctx)?;
+/// let w = nd::array(&[1.0f32, 0.0, 1.0, 1.0, 0.0, -1.0], &[3, 2], ctx)?;
+/// let b = nd::array(&[0.5f32, 0.0, 1.0], &[3], ctx)?;
+/// let y = nd::fully_connected(&x, &w, Some(&b), 3)?;
+/// assert_eq!(y.shape(), &[2, 3]);
+/// assert_eq!(y.to_vec::<f32>()?, vec![1.5, 3.0, -1.0, 3.5, 7.0, -3.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn fully_connected(
+    x: &NDArray,
+    weight: &NDArray,
+    bias: Option<&NDArray>,
+    num_hidden: usize,
+) -> Result<NDArray> {
+    fully_connected_with(x, weight, bias, num_hidden, true)
+}
+
+/// [`fully_connected`] with MXNet's `flatten` flag. With `flatten = false` the layer applies to
+/// the last axis: the result has shape `x.shape[..-1] + (num_hidden,)`.
+pub fn fully_connected_with(
+    x: &NDArray,
+    weight: &NDArray,
+    bias: Option<&NDArray>,
+    num_hidden: usize,
+    flatten: bool,
+) -> Result<NDArray> {
+    const OP: &str = "fully_connected";
+    check_pair(OP, x, weight)?;
+    if let Some(b) = bias {
+        check_pair(OP, x, b)?;
+    }
+    let dtype = x.dtype();
+    if !dtype.is_float() {
+        return Err(Error::UnsupportedDType {
+            op: OP,
+            dtype,
+            hint: "use float32, float64, float16 or bfloat16".into(),
+        });
+    }
+    let xs = x.shape();
+    if xs.is_empty() {
+        return Err(Error::InvalidShape {
+            op: OP,
+            shape: vec![],
+            reason: "the input needs at least one axis".into(),
+        });
+    }
+    let (rows, in_units, out_shape): (usize, usize, Vec<usize>) = if flatten {
+        let k = xs[1..].iter().product();
+        (xs[0], k, vec![xs[0], num_hidden])
+    } else {
+        let k = xs[xs.len() - 1];
+        let mut s = xs[..xs.len() - 1].to_vec();
+        s.push(num_hidden);
+        (xs[..xs.len() - 1].iter().product(), k, s)
+    };
+    if weight.shape() != [num_hidden, in_units] {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: xs.to_vec(),
+            rhs: weight.shape().to_vec(),
+            detail: format!(
+                "weight must have shape {} (num_hidden, in_units) for an input of shape {} with flatten={flatten}",
+                fmt_shape(&[num_hidden, in_units]),
+                fmt_shape(xs)
+            ),
+        });
+    }
+    if let Some(b) = bias {
+        if b.shape() != [num_hidden] {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: weight.shape().to_vec(),
+                rhs: b.shape().to_vec(),
+                detail: format!("bias must have shape ({num_hidden},) (num_hidden,)"),
+            });
+        }
+    }
+    let out = NDArray::for_overwrite(&out_shape, dtype, x.context())?;
+    if let Some(b) = bias {
+        // The bias becomes the GEMM's initial accumulator: one pass over the output.
+        let b = if b.shares_memory_with(x) || b.shares_memory_with(weight) {
+            b.copy_to(b.context())?
+        } else {
+            b.clone()
+        };
+        crate::dispatch_float!(dtype, T => b.read_slice::<T, _>(|sb| out.write_slice::<T, _>(|so| {
+            if !sb.is_empty() {
+                so.chunks_exact_mut(sb.len()).for_each(|r| r.copy_from_slice(sb));
+            }
+        })), _ => {});
+    }
+    Gemm {
+        m: rows,
+        n: num_hidden,
+        k: in_units,
+        ta: false,
+        tb: true,
+        accumulate: bias.is_some(),
+    }
+    .run(dtype, x, weight, &out);
+    Ok(out)
+}
