@@ -396,7 +396,8 @@ fn gram_check(shape: &[usize], rand: RandType, dt: DType) {
     let v = a.to_f64_vec();
     let tol = if dt == DType::Float64 { 1e-9 } else { 1e-4 };
     // rows orthonormal when wide, columns when tall/square
-    let (k, len, at): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) = if nin > nout {
+    type At<'a> = Box<dyn Fn(usize, usize) -> f64 + 'a>;
+    let (k, len, at): (usize, usize, At<'_>) = if nin > nout {
         (nout, nin, Box::new(|r, j| v[r * nin + j]))
     } else {
         (nin, nout, Box::new(|c, i| v[i * nin + c]))
@@ -502,7 +503,11 @@ fn legacy_name_dispatch() {
     check("stn_loc_weight", &[2], Some(vec![0.0; 2]));
     check("stn_loc_bias", &[6], Some(vec![1., 0., 0., 0., 1., 0.]));
     check("stn_loc_bias", &[5], None);
-    check("upsampling_kernel", &[1, 1, 2, 2], Some(vec![1., 0., 0., 0.])); // f = 1, c = 0
+    check(
+        "upsampling_kernel",
+        &[1, 1, 2, 2],
+        Some(vec![1., 0., 0., 0.]),
+    ); // f = 1, c = 0
     check("fc_other", &[2], None);
 }
 
