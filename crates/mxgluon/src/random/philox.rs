@@ -179,67 +179,84 @@ mod x86 {
 
     use super::{M0, M1, W0, W1};
 
-    /// 16 counters in SoA form → 16 Philox blocks, returned as 4 vectors holding
-    /// blocks 0-3, 4-7, 8-11, 12-15 in stream order.
+    /// Independent 16-block batches interleaved by the fused uniform kernel.
+    const ILP: usize = 4;
+
+    /// `N` interleaved batches (independent dependency chains keep the vector units busy) of
+    /// 16 counters in SoA form → 16·N Philox blocks; batch `b` covers blocks
+    /// `first + 16b .. first + 16b + 16`, returned as 4 vectors holding its blocks 0-3, 4-7,
+    /// 8-11, 12-15 in stream order. No batch may carry out of the low counter word.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    fn rounds512(key: [u32; 2], first: u64) -> [__m512i; 4] {
+    fn rounds512<const N: usize>(key: [u32; 2], first: u64) -> [[__m512i; 4]; N] {
         let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let mut c0 = _mm512_add_epi32(_mm512_set1_epi32(first as u32 as i32), iota);
-        let mut c1 = _mm512_set1_epi32((first >> 32) as u32 as i32);
-        let mut c2 = _mm512_setzero_si512();
-        let mut c3 = _mm512_setzero_si512();
+        let zero = _mm512_setzero_si512();
+        let mut st = [[zero; 4]; N];
+        for (b, s) in st.iter_mut().enumerate() {
+            let f = first.wrapping_add(16 * b as u64);
+            s[0] = _mm512_add_epi32(_mm512_set1_epi32(f as u32 as i32), iota);
+            s[1] = _mm512_set1_epi32((f >> 32) as u32 as i32);
+        }
         let m0 = _mm512_set1_epi32(M0 as i32);
         let m1 = _mm512_set1_epi32(M1 as i32);
         let (mut k0, mut k1) = (key[0], key[1]);
+        // 32x32→64 products: even lanes via mul_epu32 directly, odd lanes after shifting them
+        // down; the halves are blended back into lane order.
+        let mulhilo = |c: __m512i, m: __m512i| {
+            let pe = _mm512_mul_epu32(c, m);
+            let po = _mm512_mul_epu32(_mm512_srli_epi64::<32>(c), m);
+            let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(pe), po);
+            let lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64::<32>(po));
+            (hi, lo)
+        };
         for r in 0..10 {
             if r > 0 {
                 k0 = k0.wrapping_add(W0);
                 k1 = k1.wrapping_add(W1);
             }
-            // high halves of the 32x32 products: even lanes via mul_epu32 directly, odd lanes
-            // after shifting them down.
-            let hi = |c: __m512i, m: __m512i| {
-                let pe = _mm512_mul_epu32(c, m);
-                let po = _mm512_mul_epu32(_mm512_srli_epi64::<32>(c), m);
-                _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(pe), po)
-            };
-            let hi0 = hi(c0, m0);
-            let lo0 = _mm512_mullo_epi32(c0, m0);
-            let hi1 = hi(c2, m1);
-            let lo1 = _mm512_mullo_epi32(c2, m1);
             let kk0 = _mm512_set1_epi32(k0 as i32);
             let kk1 = _mm512_set1_epi32(k1 as i32);
-            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), kk0);
-            c1 = lo1;
-            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), kk1);
-            c3 = lo0;
+            for s in st.iter_mut() {
+                let (hi0, lo0) = mulhilo(s[0], m0);
+                let (hi1, lo1) = mulhilo(s[2], m1);
+                *s = [
+                    _mm512_xor_si512(_mm512_xor_si512(hi1, s[1]), kk0),
+                    lo1,
+                    _mm512_xor_si512(_mm512_xor_si512(hi0, s[3]), kk1),
+                    lo0,
+                ];
+            }
         }
-        // 4x16 transpose into stream order.
-        let t0 = _mm512_unpacklo_epi32(c0, c1);
-        let t1 = _mm512_unpackhi_epi32(c0, c1);
-        let t2 = _mm512_unpacklo_epi32(c2, c3);
-        let t3 = _mm512_unpackhi_epi32(c2, c3);
-        let u0 = _mm512_unpacklo_epi64(t0, t2); // blocks 0, 4, 8, 12
-        let u1 = _mm512_unpackhi_epi64(t0, t2); // 1, 5, 9, 13
-        let u2 = _mm512_unpacklo_epi64(t1, t3); // 2, 6, 10, 14
-        let u3 = _mm512_unpackhi_epi64(t1, t3); // 3, 7, 11, 15
-        let v0 = _mm512_shuffle_i32x4::<0x88>(u0, u1); // 0, 8, 1, 9
-        let v1 = _mm512_shuffle_i32x4::<0x88>(u2, u3); // 2, 10, 3, 11
-        let w0 = _mm512_shuffle_i32x4::<0xDD>(u0, u1); // 4, 12, 5, 13
-        let w1 = _mm512_shuffle_i32x4::<0xDD>(u2, u3); // 6, 14, 7, 15
-        [
-            _mm512_shuffle_i32x4::<0x88>(v0, v1),
-            _mm512_shuffle_i32x4::<0x88>(w0, w1),
-            _mm512_shuffle_i32x4::<0xDD>(v0, v1),
-            _mm512_shuffle_i32x4::<0xDD>(w0, w1),
-        ]
+        let mut out = [[zero; 4]; N];
+        for (o, s) in out.iter_mut().zip(st.iter()) {
+            // 4x16 transpose into stream order.
+            let t0 = _mm512_unpacklo_epi32(s[0], s[1]);
+            let t1 = _mm512_unpackhi_epi32(s[0], s[1]);
+            let t2 = _mm512_unpacklo_epi32(s[2], s[3]);
+            let t3 = _mm512_unpackhi_epi32(s[2], s[3]);
+            let u0 = _mm512_unpacklo_epi64(t0, t2); // blocks 0, 4, 8, 12
+            let u1 = _mm512_unpackhi_epi64(t0, t2); // 1, 5, 9, 13
+            let u2 = _mm512_unpacklo_epi64(t1, t3); // 2, 6, 10, 14
+            let u3 = _mm512_unpackhi_epi64(t1, t3); // 3, 7, 11, 15
+            let v0 = _mm512_shuffle_i32x4::<0x88>(u0, u1); // 0, 8, 1, 9
+            let v1 = _mm512_shuffle_i32x4::<0x88>(u2, u3); // 2, 10, 3, 11
+            let w0 = _mm512_shuffle_i32x4::<0xDD>(u0, u1); // 4, 12, 5, 13
+            let w1 = _mm512_shuffle_i32x4::<0xDD>(u2, u3); // 6, 14, 7, 15
+            *o = [
+                _mm512_shuffle_i32x4::<0x88>(v0, v1),
+                _mm512_shuffle_i32x4::<0x88>(w0, w1),
+                _mm512_shuffle_i32x4::<0xDD>(v0, v1),
+                _mm512_shuffle_i32x4::<0xDD>(w0, w1),
+            ];
+        }
+        out
     }
 
     /// # Safety
     /// The CPU must support AVX-512F; `first`'s low word plus 15 must not overflow.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn blocks16_avx512(key: [u32; 2], first: u64, out: &mut [u32; 64]) {
-        let v = rounds512(key, first);
+        let [v] = rounds512::<1>(key, first);
         for (i, x) in v.iter().enumerate() {
             // SAFETY: out has 64 words; i * 16 + 16 <= 64; storeu has no alignment need.
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i * 16).cast(), *x) };
@@ -259,33 +276,33 @@ mod x86 {
         let vlow = _mm512_set1_ps(low);
         let vspan = _mm512_set1_ps(span);
         let scale = _mm512_set1_ps(1.0 / 16_777_216.0);
+        let convert = |x: __m512i| {
+            let u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32::<8>(x)), scale);
+            _mm512_add_ps(vlow, _mm512_mul_ps(vspan, u))
+        };
         let mut block = first;
-        let mut chunks = out.chunks_exact_mut(64);
+        let mut chunks = out.chunks_exact_mut(64 * ILP);
         for c in &mut chunks {
-            if (block as u32).checked_add(15).is_none() {
-                let mut buf = [0u32; 64];
-                super::blocks16(super::Backend::Scalar, key, block, &mut buf);
-                for (o, w) in c.iter_mut().zip(buf.iter()) {
-                    *o = super::u32_to_f32(*w, low, span);
-                }
+            if (block as u32).checked_add(16 * ILP as u32 - 1).is_none() {
+                // the low counter word wraps inside this group: scalar reference
+                super::fill_uniform_f32(super::Backend::Scalar, key, block, c, low, span);
             } else {
-                let v = rounds512(key, block);
-                for (i, x) in v.iter().enumerate() {
-                    let u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32::<8>(*x)), scale);
-                    let r = _mm512_add_ps(vlow, _mm512_mul_ps(vspan, u));
-                    // SAFETY: c has 64 floats; i * 16 + 16 <= 64; storeu has no alignment need.
-                    unsafe { _mm512_storeu_ps(c.as_mut_ptr().add(i * 16), r) };
+                let v = rounds512::<ILP>(key, block);
+                for (j, batch) in v.iter().enumerate() {
+                    for (i, x) in batch.iter().enumerate() {
+                        // SAFETY: c has 64·ILP floats and (j·4 + i)·16 + 16 <= 64·ILP;
+                        // storeu has no alignment requirement.
+                        unsafe {
+                            _mm512_storeu_ps(c.as_mut_ptr().add((j * 4 + i) * 16), convert(*x))
+                        };
+                    }
                 }
             }
-            block = block.wrapping_add(16);
+            block = block.wrapping_add(16 * ILP as u64);
         }
         let rest = chunks.into_remainder();
         if !rest.is_empty() {
-            let mut buf = [0u32; 64];
-            super::blocks16(super::Backend::Scalar, key, block, &mut buf);
-            for (o, w) in rest.iter_mut().zip(buf.iter()) {
-                *o = super::u32_to_f32(*w, low, span);
-            }
+            super::fill_uniform_f32(super::Backend::Scalar, key, block, rest, low, span);
         }
     }
 
