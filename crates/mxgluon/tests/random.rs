@@ -66,6 +66,42 @@ fn words_follow_block_order() {
     assert_eq!(&w[4..8], &philox::philox4x32_10([11, 0, 0, 0], key));
 }
 
+#[test]
+fn uniform_f32_values_follow_the_documented_mapping() {
+    let _g = lock();
+    // large enough for the parallel, non-temporal path; ragged end
+    let n = (1 << 21) + 5;
+    random::seed(77);
+    let a = random::uniform(-0.25, 0.75, &[n], DType::Float32, Context::cpu(0)).unwrap();
+    let mut words = vec![0u32; n];
+    philox::fill_words(Backend::Scalar, philox::key_of(77), 0, &mut words);
+    let want: Vec<u32> = words
+        .iter()
+        .map(|w| philox::u32_to_f32(*w, -0.25, 1.0).to_bits())
+        .collect();
+    let got: Vec<u32> = a
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert!(got == want);
+    // the next draw continues the counter: block ceil(n / 4)
+    let b = random::uniform(0.0, 1.0, &[8], DType::Float32, Context::cpu(0)).unwrap();
+    let mut w2 = [0u32; 8];
+    philox::fill_words(
+        Backend::Scalar,
+        philox::key_of(77),
+        (n as u64).div_ceil(4),
+        &mut w2,
+    );
+    let want2: Vec<f32> = w2
+        .iter()
+        .map(|w| philox::u32_to_f32(*w, 0.0, 1.0))
+        .collect();
+    assert_eq!(b.to_vec::<f32>().unwrap(), want2);
+}
+
 fn all_dtypes() -> [DType; 4] {
     [
         DType::Float32,

@@ -44,6 +44,9 @@ use crate::nd::{par, NDArray};
 
 use philox::Backend;
 
+/// Element count from which f32 uniform fills bypass the caches (4 MiB).
+const STREAM_MIN: usize = 1 << 20;
+
 /// The seed used until [`seed`] is called.
 pub const DEFAULT_SEED: u64 = 0x6d78_676c_756f_6e00;
 
@@ -143,8 +146,18 @@ fn uniform_f32_into(
 ) {
     let low32 = low as f32;
     let span = (high - low) as f32;
+    // Arrays far larger than L2 are written with non-temporal stores.
+    let stream = s.len() >= STREAM_MIN;
     chunked(s, |c, off| {
-        philox::fill_uniform_f32(backend, key, first + (off / 4) as u64, c, low32, span)
+        philox::uniform_f32_impl(
+            backend,
+            key,
+            first + (off / 4) as u64,
+            c,
+            low32,
+            span,
+            stream,
+        )
     });
 }
 

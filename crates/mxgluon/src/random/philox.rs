@@ -154,14 +154,31 @@ pub fn fill_uniform_f32(
     low: f32,
     span: f32,
 ) {
+    uniform_f32_impl(backend, key, first, out, low, span, false)
+}
+
+/// As [`fill_uniform_f32`]; with `stream`, the AVX-512 path writes 64-byte aligned output
+/// with non-temporal stores: no read-for-ownership and no cache pollution, for arrays much
+/// larger than the caches (measured 10 → 7.3 ms for a 4096² f32 fill on one core). The
+/// values are the same either way.
+pub(crate) fn uniform_f32_impl(
+    backend: Backend,
+    key: [u32; 2],
+    first: u64,
+    out: &mut [f32],
+    low: f32,
+    span: f32,
+    stream: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if backend == Backend::Avx512 && backend.is_available() {
             // SAFETY: AVX-512F support was just checked at run time.
-            unsafe { x86::uniform_f32_avx512(key, first, out, low, span) };
+            unsafe { x86::uniform_f32_avx512(key, first, out, low, span, stream) };
             return;
         }
     }
+    let _ = stream;
     let mut buf = [0u32; 64];
     let mut block = first;
     for c in out.chunks_mut(64) {
@@ -272,7 +289,9 @@ mod x86 {
         out: &mut [f32],
         low: f32,
         span: f32,
+        stream: bool,
     ) {
+        let stream = stream && (out.as_ptr() as usize) % 64 == 0;
         let vlow = _mm512_set1_ps(low);
         let vspan = _mm512_set1_ps(span);
         let scale = _mm512_set1_ps(1.0 / 16_777_216.0);
@@ -291,14 +310,26 @@ mod x86 {
                 for (j, batch) in v.iter().enumerate() {
                     for (i, x) in batch.iter().enumerate() {
                         // SAFETY: c has 64·ILP floats and (j·4 + i)·16 + 16 <= 64·ILP;
-                        // storeu has no alignment requirement.
+                        // storeu has no alignment requirement; stream_ps needs 64 bytes,
+                        // which holds when `stream`: `out` is 64-byte aligned (checked above)
+                        // and every store lands a multiple of 16 floats after it.
                         unsafe {
-                            _mm512_storeu_ps(c.as_mut_ptr().add((j * 4 + i) * 16), convert(*x))
+                            let dst = c.as_mut_ptr().add((j * 4 + i) * 16);
+                            if stream {
+                                _mm512_stream_ps(dst, convert(*x))
+                            } else {
+                                _mm512_storeu_ps(dst, convert(*x))
+                            }
                         };
                     }
                 }
             }
             block = block.wrapping_add(16 * ILP as u64);
+        }
+        if stream {
+            // Orders the weakly-ordered non-temporal stores before whatever follows
+            // (another thread may read the array after rayon's join).
+            _mm_sfence();
         }
         let rest = chunks.into_remainder();
         if !rest.is_empty() {
