@@ -54,7 +54,8 @@ static KEY: AtomicU64 = AtomicU64::new(DEFAULT_SEED);
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Seeds the global generator: sets the key to `s` and resets the counter, so the following
-/// draws repeat exactly.
+/// draws repeat exactly. Draws running concurrently with `seed` on other threads may use
+/// either the old or the new state; seed before starting parallel work.
 ///
 /// ```
 /// use mxgluon::{random, nd, Context};
