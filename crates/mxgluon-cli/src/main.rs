@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use mxgluon::{init, nd, Context, Parameter};
 
 #[derive(Parser, Debug)]
-#[command(name = "mxgluon", version, about = "MXNet Gluon's parameter system, in Rust")]
+#[command(
+    name = "mxgluon",
+    version,
+    about = "MXNet Gluon's parameter system, in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,13 +42,21 @@ enum Command {
     },
 }
 
-fn seed_example(ctx: Context, batch: usize, in_units: usize, units: usize, seed: u64) -> mxgluon::Result<()> {
+fn seed_example(
+    ctx: Context,
+    batch: usize,
+    in_units: usize,
+    units: usize,
+    seed: u64,
+) -> mxgluon::Result<()> {
     mxgluon::random::seed(seed);
     let x = mxgluon::random::uniform(-1.0, 1.0, &[batch, in_units], mxgluon::DType::Float32, ctx)?;
     let w = Parameter::new("fc_weight")
         .with_shape([units, in_units])
         .with_init(init::Xavier::default());
-    let b = Parameter::new("fc_bias").with_shape([units]).with_init(init::Zero);
+    let b = Parameter::new("fc_bias")
+        .with_shape([units])
+        .with_init(init::Zero);
     w.initialize(ctx)?;
     b.initialize(ctx)?;
     let out = nd::fully_connected(&x, &w.data(ctx)?, Some(&b.data(ctx)?), units)?;
@@ -52,7 +64,12 @@ fn seed_example(ctx: Context, batch: usize, in_units: usize, units: usize, seed:
     println!("{b}");
     let dims: Vec<String> = out.shape().iter().map(|d| d.to_string()).collect();
     println!("output shape: ({}) on {}", dims.join(", "), out.context());
-    let first: Vec<String> = out.to_f32_vec().iter().take(8).map(|v| format!("{v:.6}")).collect();
+    let first: Vec<String> = out
+        .to_f32_vec()
+        .iter()
+        .take(8)
+        .map(|v| format!("{v:.6}"))
+        .collect();
     println!("first values: [{}]", first.join(", "));
     Ok(())
 }

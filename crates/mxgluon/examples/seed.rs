@@ -10,7 +10,9 @@ fn main() -> mxgluon::Result<()> {
     let w = Parameter::new("fc_weight")
         .with_shape([64, 100])
         .with_init(init::Xavier::default());
-    let b = Parameter::new("fc_bias").with_shape([64]).with_init(init::Zero);
+    let b = Parameter::new("fc_bias")
+        .with_shape([64])
+        .with_init(init::Zero);
     w.initialize(ctx)?;
     b.initialize(ctx)?;
     let out = nd::fully_connected(&x, &w.data(ctx)?, Some(&b.data(ctx)?), 64)?;

@@ -47,15 +47,30 @@ fn initializer_dumps_match_mxnet() {
     let ours: Vec<(String, Box<dyn Initializer>)> = vec![
         ("mx.init.Zero()".into(), Box::new(init::Zero)),
         ("mx.init.One()".into(), Box::new(init::One)),
-        ("mx.init.Uniform()".into(), Box::new(init::Uniform::default())),
+        (
+            "mx.init.Uniform()".into(),
+            Box::new(init::Uniform::default()),
+        ),
         ("mx.init.Normal()".into(), Box::new(init::Normal::default())),
         ("mx.init.Xavier()".into(), Box::new(init::Xavier::default())),
-        ("mx.init.MSRAPrelu()".into(), Box::new(init::MSRAPrelu::default())),
-        ("mx.init.Orthogonal()".into(), Box::new(init::Orthogonal::default())),
+        (
+            "mx.init.MSRAPrelu()".into(),
+            Box::new(init::MSRAPrelu::default()),
+        ),
+        (
+            "mx.init.Orthogonal()".into(),
+            Box::new(init::Orthogonal::default()),
+        ),
         ("mx.init.Bilinear()".into(), Box::new(init::Bilinear)),
-        ("mx.init.LSTMBias()".into(), Box::new(init::LSTMBias::default())),
+        (
+            "mx.init.LSTMBias()".into(),
+            Box::new(init::LSTMBias::default()),
+        ),
     ];
-    let code: Vec<String> = ours.iter().map(|(e, _)| format!("print({e}.dumps())")).collect();
+    let code: Vec<String> = ours
+        .iter()
+        .map(|(e, _)| format!("print({e}.dumps())"))
+        .collect();
     let out = run_py(&py, &code.join("\n"));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), ours.len());
@@ -108,10 +123,23 @@ fn fully_connected_matches_mxnet() {
     ];
     for (shape, hidden, flatten) in cases {
         mxgluon::random::seed(7);
-        let x = mxgluon::random::uniform(-1.0, 1.0, shape, DType::Float32, Context::cpu(0)).unwrap();
-        let in_units: usize = if flatten { shape[1..].iter().product() } else { shape[shape.len() - 1] };
-        let w = mxgluon::random::uniform(-1.0, 1.0, &[hidden, in_units], DType::Float32, Context::cpu(0)).unwrap();
-        let b = mxgluon::random::uniform(-1.0, 1.0, &[hidden], DType::Float32, Context::cpu(0)).unwrap();
+        let x =
+            mxgluon::random::uniform(-1.0, 1.0, shape, DType::Float32, Context::cpu(0)).unwrap();
+        let in_units: usize = if flatten {
+            shape[1..].iter().product()
+        } else {
+            shape[shape.len() - 1]
+        };
+        let w = mxgluon::random::uniform(
+            -1.0,
+            1.0,
+            &[hidden, in_units],
+            DType::Float32,
+            Context::cpu(0),
+        )
+        .unwrap();
+        let b = mxgluon::random::uniform(-1.0, 1.0, &[hidden], DType::Float32, Context::cpu(0))
+            .unwrap();
         let ours = nd::fully_connected_with(&x, &w, Some(&b), hidden, flatten).unwrap();
         let list = |a: &NDArray| format!("{:?}", a.to_vec::<f32>().unwrap());
         let code = format!(
@@ -130,10 +158,21 @@ fn fully_connected_matches_mxnet() {
         } else {
             format!("({})", ours_shape.join(", "))
         };
-        assert_eq!(shape_line, ours_shape, "shape for {shape:?} flatten={flatten}");
-        let theirs: Vec<f32> = lines.next().unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(
+            shape_line, ours_shape,
+            "shape for {shape:?} flatten={flatten}"
+        );
+        let theirs: Vec<f32> = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
         for (o, t) in ours.to_vec::<f32>().unwrap().iter().zip(&theirs) {
-            assert!((o - t).abs() <= 1e-5 * (1.0 + t.abs()), "{o} vs {t} for {shape:?} flatten={flatten}");
+            assert!(
+                (o - t).abs() <= 1e-5 * (1.0 + t.abs()),
+                "{o} vs {t} for {shape:?} flatten={flatten}"
+            );
         }
     }
 }
@@ -143,7 +182,8 @@ fn display_matches_mxnet_repr() {
     let Some(py) = python() else { return };
     let cases: Vec<(NDArray, String)> = vec![
         (
-            NDArray::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], Context::cpu(0)).unwrap(),
+            NDArray::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], Context::cpu(0))
+                .unwrap(),
             "mx.nd.array([[1,2,3],[4,5,6]])".into(),
         ),
         (
@@ -159,7 +199,10 @@ fn display_matches_mxnet_repr() {
             "mx.nd.array([1e-5, 1.0, 12345.678], dtype='float64')".into(),
         ),
         (
-            nd::arange(0.0, 24.0, 1.0, Context::cpu(0)).unwrap().reshape(&[2, 3, 4]).unwrap(),
+            nd::arange(0.0, 24.0, 1.0, Context::cpu(0))
+                .unwrap()
+                .reshape(&[2, 3, 4])
+                .unwrap(),
             "mx.nd.arange(24).reshape((2,3,4))".into(),
         ),
         (
@@ -174,9 +217,7 @@ fn display_matches_mxnet_repr() {
     let out = run_py(&py, &code.join("\n"));
     for ((ours, expr), line) in cases.iter().zip(out.lines()) {
         // line is a Python string literal; undo its escapes for \n and quotes
-        let theirs = line
-            .trim_matches('\'')
-            .replace("\\n", "\n");
+        let theirs = line.trim_matches('\'').replace("\\n", "\n");
         let theirs = theirs.trim_start_matches('\n');
         assert_eq!(ours.to_string(), theirs, "display of {expr}");
     }

@@ -507,7 +507,7 @@ impl NDArray {
         }
         if let Some(i) = infer {
             let known: usize = out.iter().product();
-            if known == 0 || self.size() % known != 0 {
+            if known == 0 || !self.size().is_multiple_of(known) {
                 return Err(bad(format!("cannot infer -1 in {spec:?}")));
             }
             out[i] = self.size() / known;

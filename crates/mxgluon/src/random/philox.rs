@@ -291,7 +291,7 @@ mod x86 {
         span: f32,
         stream: bool,
     ) {
-        let stream = stream && (out.as_ptr() as usize) % 64 == 0;
+        let stream = stream && (out.as_ptr() as usize).is_multiple_of(64);
         let vlow = _mm512_set1_ps(low);
         let vspan = _mm512_set1_ps(span);
         let scale = _mm512_set1_ps(1.0 / 16_777_216.0);
