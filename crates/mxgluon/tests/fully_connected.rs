@@ -146,3 +146,27 @@ fn golden_mlp_forward() {
         assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
     }
 }
+
+/// Small f32 layers cache the transposed weight per thread; any write to the weight (through
+/// any handle) must invalidate it, and a new weight must never see an old one's transpose.
+#[test]
+fn transposed_weight_cache_follows_writes() {
+    let ctx = mxgluon::Context::cpu(0);
+    let x = mxgluon::nd::ones(&[2, 3], ctx).unwrap();
+    let w = mxgluon::nd::ones(&[4, 3], ctx).unwrap();
+    let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0; 8]);
+    let alias = w.clone();
+    alias.set_f64(&[1, 2], 10.0).unwrap();
+    let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0, 12.0, 3.0, 3.0, 3.0, 12.0, 3.0, 3.0]);
+    w.fill(2.0).unwrap();
+    let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![6.0; 8]);
+    // Many distinct weights (more than the cache holds), dropped and re-created.
+    for i in 0..20 {
+        let w = mxgluon::nd::full(&[4, 3], i as f64, ctx).unwrap();
+        let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
+        assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0 * i as f32; 8], "weight {i}");
+    }
+}

@@ -208,6 +208,24 @@ impl NDArray {
         self.size() * self.dtype().size()
     }
 
+    /// Identity of this view's data for caches of derived values: the storage (weakly held),
+    /// the view's offset, and the storage's write version.
+    pub(crate) fn cache_key(&self) -> (std::sync::Weak<Storage>, usize, u64) {
+        (
+            Arc::downgrade(&self.storage),
+            self.offset,
+            self.storage.version(),
+        )
+    }
+
+    /// Whether `key` (from [`NDArray::cache_key`]) still describes this view's current data.
+    pub(crate) fn matches_cache_key(&self, key: &(std::sync::Weak<Storage>, usize, u64)) -> bool {
+        std::ptr::eq(key.0.as_ptr(), Arc::as_ptr(&self.storage))
+            && key.0.strong_count() > 0
+            && key.1 == self.offset
+            && key.2 == self.storage.version()
+    }
+
     /// Whether two handles share the same memory.
     pub fn shares_memory_with(&self, other: &NDArray) -> bool {
         Arc::ptr_eq(&self.storage, &other.storage)

@@ -7,7 +7,7 @@
 //! again for the same size class. The pool keeps at most [`pool_limit`] bytes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytemuck::{Pod, Zeroable};
@@ -191,6 +191,7 @@ pub(crate) struct Storage {
     ctx: Context,
     dtype: DType,
     len: usize,
+    version: AtomicU64,
     buf: RwLock<Buffer>,
 }
 
@@ -225,6 +226,7 @@ impl Storage {
             ctx,
             dtype,
             len,
+            version: AtomicU64::new(0),
             buf: RwLock::new(Buffer::zeroed(bytes)),
         })
     }
@@ -237,6 +239,7 @@ impl Storage {
             ctx,
             dtype,
             len,
+            version: AtomicU64::new(0),
             buf: RwLock::new(Buffer::for_overwrite(bytes)),
         })
     }
@@ -261,7 +264,16 @@ impl Storage {
 
     /// Exclusive access (see [`Storage::read`] on poisoning).
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
-        self.buf.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.buf.write().unwrap_or_else(|e| e.into_inner());
+        // Bumped under the write lock: a reader holding the read lock sees a stable version.
+        self.version.fetch_add(1, Ordering::Relaxed);
+        guard
+    }
+
+    /// A counter that changes whenever a writer takes the buffer: caches of derived data
+    /// (e.g. a transposed weight) compare it to know they are still valid.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
     }
 }
 

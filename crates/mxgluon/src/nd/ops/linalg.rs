@@ -1,21 +1,97 @@
 //! Matrix products: [`dot`], [`dot_t`] and [`fully_connected`].
 //!
-//! f32 and f64 go through faer's GEMM; f16 and bf16 are converted to f32, multiplied and
-//! converted back; integer dtypes use a plain (wrapping) triple loop.
+//! f32, f64 and f16 go through the `gemm` crate (AVX-512 kernels); bf16 is converted to f32,
+//! multiplied and converted back; integer dtypes use a plain (wrapping) triple loop.
 
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use std::cell::RefCell;
+
+use gemm::Parallelism;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
+use super::transpose::transpose_f32;
 use super::{check_pair, read2};
 use crate::dtype::{DType, Scalar};
 use crate::error::{fmt_shape, Error, Result};
 use crate::nd::NDArray;
 
-/// Below this many floating-point operations a GEMM stays on the calling thread: faer's rayon
-/// path costs 17–25 µs per call, more than the whole product of a small layer.
+/// Below this many floating-point operations a GEMM stays on the calling thread: a rayon
+/// fork-join costs more (17–25 µs measured) than the whole product of a small layer.
 const GEMM_PAR_MIN_FLOP: usize = 4 << 20;
+
+/// Largest transposed right operand (elements) that is copied into row-major order first.
+const SMALL_TRANSPOSE_MAX: usize = 1 << 16;
+
+/// Transposed operands each thread keeps (at most `SMALL_TRANSPOSE_MAX` elements each, so at
+/// most 2 MiB per thread).
+const TRANSPOSE_CACHE_ENTRIES: usize = 8;
+
+type CacheKey = (std::sync::Weak<crate::nd::storage::Storage>, usize, u64);
+
+struct TransposedEntry {
+    key: Option<CacheKey>,
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+thread_local! {
+    /// Per-thread cache of transposed small operands, most recently used last.
+    static TRANSPOSED: RefCell<Vec<TransposedEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the transpose (`cols × rows`) of `src` (`rows × cols`). When `src_arr` (the
+/// array `src` was read from, whose read lock the caller holds) is given, the transpose is
+/// cached and reused while that array's data is unchanged.
+fn with_transposed<R>(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    src_arr: Option<&NDArray>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    TRANSPOSED.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        let hit = src_arr.and_then(|arr| {
+            cache.iter().position(|e| {
+                e.rows == rows
+                    && e.cols == cols
+                    && e.key.as_ref().is_some_and(|k| arr.matches_cache_key(k))
+            })
+        });
+        let idx = match hit {
+            Some(i) => i,
+            None => {
+                let mut entry = if cache.len() >= TRANSPOSE_CACHE_ENTRIES {
+                    cache.remove(0)
+                } else {
+                    TransposedEntry {
+                        key: None,
+                        rows: 0,
+                        cols: 0,
+                        data: Vec::new(),
+                    }
+                };
+                let need = rows * cols;
+                if entry.data.len() < need {
+                    entry.data.resize(need, 0.0);
+                }
+                entry.data.truncate(need);
+                transpose_f32(src, rows, cols, &mut entry.data);
+                entry.key = src_arr.map(NDArray::cache_key);
+                entry.rows = rows;
+                entry.cols = cols;
+                cache.push(entry);
+                cache.len() - 1
+            }
+        };
+        // Most recently used goes last (evicted last).
+        let entry = cache.remove(idx);
+        cache.push(entry);
+        let last = cache.len() - 1;
+        f(&cache[last].data)
+    })
+}
 
 /// One GEMM problem on row-major buffers: `out (m×n) [+]= op(a) · op(b)`, where `a` is stored
 /// `m×k` (or `k×m` when `ta`) and `b` is stored `k×n` (or `n×k` when `tb`).
@@ -31,20 +107,24 @@ struct Gemm {
 }
 
 impl Gemm {
-    fn par(&self) -> Par {
-        let flop = 2usize
+    fn flop(&self) -> usize {
+        2usize
             .saturating_mul(self.m)
             .saturating_mul(self.n)
-            .saturating_mul(self.k);
-        if flop >= GEMM_PAR_MIN_FLOP && rayon::current_num_threads() > 1 {
-            Par::rayon(0)
+            .saturating_mul(self.k)
+    }
+
+    fn parallelism(&self) -> Parallelism {
+        let threads = rayon::current_num_threads();
+        if self.flop() >= GEMM_PAR_MIN_FLOP && threads > 1 {
+            Parallelism::Rayon(threads)
         } else {
-            Par::Seq
+            Parallelism::None
         }
     }
 
-    /// faer path for f32 / f64.
-    fn run_faer<T: faer::traits::ComplexField + Scalar>(&self, a: &[T], b: &[T], out: &mut [T]) {
+    /// f32 / f64 / f16 through the `gemm` crate (its AVX-512 kernels with feature `x86-v4`).
+    fn run_gemm<T: Scalar>(&self, a: &[T], b: &[T], out: &mut [T]) {
         let Gemm {
             m, n, k, ta, tb, ..
         } = *self;
@@ -57,23 +137,49 @@ impl Gemm {
             }
             return;
         }
-        let lhs = if ta {
-            MatRef::from_row_major_slice(a, k, m).transpose()
+        assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
+        let (lcs, lrs) = if ta { (m as isize, 1) } else { (1, k as isize) };
+        let (rcs, rrs) = if tb { (k as isize, 1) } else { (1, n as isize) };
+        // SAFETY: the three slices hold the m×k, k×n and m×n matrices addressed by these
+        // strides (lengths asserted above); `out` does not alias `a` or `b` (it is a `&mut`).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                self.accumulate,
+                a.as_ptr(),
+                lcs,
+                lrs,
+                b.as_ptr(),
+                rcs,
+                rrs,
+                T::ONE,
+                T::ONE,
+                false,
+                false,
+                false,
+                self.parallelism(),
+            )
+        }
+    }
+
+    /// f32 with a transposed, small right operand (the fully-connected layout): the operand is
+    /// transposed into row-major order so the GEMM takes its fastest path. The transposed copy
+    /// is cached per thread, keyed on the operand's storage and write version (a weight that
+    /// did not change since the last call is not transposed again).
+    fn run_f32(&self, a: &[f32], b: &[f32], b_arr: Option<&NDArray>, out: &mut [f32]) {
+        let small_rhs = self.n * self.k <= SMALL_TRANSPOSE_MAX;
+        if self.tb && small_rhs && self.k > 0 && matches!(self.parallelism(), Parallelism::None) {
+            with_transposed(b, self.n, self.k, b_arr, |bt| {
+                Gemm { tb: false, ..*self }.run_gemm(a, bt, out)
+            });
         } else {
-            MatRef::from_row_major_slice(a, m, k)
-        };
-        let rhs = if tb {
-            MatRef::from_row_major_slice(b, n, k).transpose()
-        } else {
-            MatRef::from_row_major_slice(b, k, n)
-        };
-        let dst = MatMut::from_row_major_slice_mut(out, m, n);
-        let beta = if self.accumulate {
-            Accum::Add
-        } else {
-            Accum::Replace
-        };
-        matmul(dst, beta, lhs, rhs, T::ONE, self.par());
+            self.run_gemm(a, b, out);
+        }
     }
 
     /// Plain loop for integer dtypes (wrapping arithmetic).
@@ -101,21 +207,13 @@ impl Gemm {
     fn run(&self, dtype: DType, a: &NDArray, b: &NDArray, out: &NDArray) {
         match dtype {
             DType::Float32 => read2::<f32, _>(a, b, |sa, sb| {
-                out.write_slice::<f32, _>(|so| self.run_faer(sa, sb, so))
+                out.write_slice::<f32, _>(|so| self.run_f32(sa, sb, Some(b), so))
             }),
             DType::Float64 => read2::<f64, _>(a, b, |sa, sb| {
-                out.write_slice::<f64, _>(|so| self.run_faer(sa, sb, so))
+                out.write_slice::<f64, _>(|so| self.run_gemm(sa, sb, so))
             }),
             DType::Float16 => read2::<f16, _>(a, b, |sa, sb| {
-                out.write_slice::<f16, _>(|so| {
-                    let mut o = if self.accumulate {
-                        so.to_f32_vec()
-                    } else {
-                        vec![0f32; so.len()]
-                    };
-                    self.run_faer(&sa.to_f32_vec(), &sb.to_f32_vec(), &mut o);
-                    so.convert_from_f32_slice(&o);
-                })
+                out.write_slice::<f16, _>(|so| self.run_gemm(sa, sb, so))
             }),
             DType::BFloat16 => read2::<bf16, _>(a, b, |sa, sb| {
                 out.write_slice::<bf16, _>(|so| {
@@ -124,7 +222,7 @@ impl Gemm {
                     } else {
                         vec![0f32; so.len()]
                     };
-                    self.run_faer(&sa.to_f32_vec(), &sb.to_f32_vec(), &mut o);
+                    self.run_f32(&sa.to_f32_vec(), &sb.to_f32_vec(), None, &mut o);
                     so.convert_from_f32_slice(&o);
                 })
             }),

@@ -9,6 +9,7 @@
 mod elementwise;
 mod linalg;
 mod reduce;
+mod transpose;
 
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
 pub use linalg::{dot, dot_t, fully_connected, fully_connected_with};
