@@ -159,7 +159,10 @@ fn transposed_weight_cache_follows_writes() {
     let alias = w.clone();
     alias.set_f64(&[1, 2], 10.0).unwrap();
     let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
-    assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0, 12.0, 3.0, 3.0, 3.0, 12.0, 3.0, 3.0]);
+    assert_eq!(
+        y.to_vec::<f32>().unwrap(),
+        vec![3.0, 12.0, 3.0, 3.0, 3.0, 12.0, 3.0, 3.0]
+    );
     w.fill(2.0).unwrap();
     let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
     assert_eq!(y.to_vec::<f32>().unwrap(), vec![6.0; 8]);
@@ -167,6 +170,10 @@ fn transposed_weight_cache_follows_writes() {
     for i in 0..20 {
         let w = mxgluon::nd::full(&[4, 3], i as f64, ctx).unwrap();
         let y = mxgluon::nd::fully_connected(&x, &w, None, 4).unwrap();
-        assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0 * i as f32; 8], "weight {i}");
+        assert_eq!(
+            y.to_vec::<f32>().unwrap(),
+            vec![3.0 * i as f32; 8],
+            "weight {i}"
+        );
     }
 }

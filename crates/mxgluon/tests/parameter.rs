@@ -621,7 +621,7 @@ fn finish_without_record_is_a_no_op() {
 }
 
 #[test]
-fn finish_runs_initializer_once_on_cpu0_and_copies() {
+fn finish_runs_initializer_once_on_the_first_context_and_copies() {
     let c = counting();
     let p = Parameter::new("fc_weight")
         .with_allow_deferred_init(true)
@@ -638,7 +638,7 @@ fn finish_runs_initializer_once_on_cpu0_and_copies() {
     let seen = c.seen.lock().unwrap().clone();
     assert_eq!(
         seen,
-        vec![("fc_weight".to_string(), cpu(0), DType::Float64, vec![2, 2])]
+        vec![("fc_weight".to_string(), cpu(1), DType::Float64, vec![2, 2])]
     );
     let all = p.list_data().unwrap();
     assert_eq!(all.len(), 3);

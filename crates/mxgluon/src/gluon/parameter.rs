@@ -647,27 +647,48 @@ impl Parameter {
             // Known shapes are always Some (checked just above).
             (record, st.shape.clone().unwrap_or_default(), st.dtype)
         };
-        let source = match record.data {
-            Some(d) => d,
+        let (source, owned) = match record.data {
+            Some(d) => (d, false),
             None => {
-                let arr = NDArray::zeros(&shape, dtype, Context::cpu(0))?;
                 let init = match &record.init {
                     Some(spec) => spec.resolve()?,
                     None => init::default_initializer(),
                 };
+                // The initializer runs once, on the first context's memory when that context
+                // is a host one (the result is then that context's copy; others get copies).
+                let home = match record.ctx.first() {
+                    Some(c) if c.device_type().is_host() => *c,
+                    _ => Context::cpu(0),
+                };
+                let arr = if init.writes_every_element() {
+                    NDArray::for_overwrite(&shape, dtype, home)?
+                } else {
+                    NDArray::zeros(&shape, dtype, home)?
+                };
                 init.init_weight(&self.inner.name, &arr)?;
-                arr
+                (arr, true)
             }
         };
-        self.init_impl(&source, record.ctx, dtype)
+        self.init_impl(&source, owned, record.ctx, dtype)
     }
 
     /// Stores a copy of `source` (converted to `dtype`) on every context and creates the
-    /// gradients (spec §1.10).
-    fn init_impl(&self, source: &NDArray, ctx: Vec<Context>, dtype: DType) -> Result<()> {
+    /// gradients (spec §1.10). When `owned` (nobody else holds `source`), `source` itself
+    /// becomes the copy of the first context it already lives on.
+    fn init_impl(
+        &self,
+        source: &NDArray,
+        owned: bool,
+        ctx: Vec<Context>,
+        dtype: DType,
+    ) -> Result<()> {
         let mut data = Vec::with_capacity(ctx.len());
+        let mut source_used = !owned || source.dtype() != dtype;
         for &c in &ctx {
-            let arr = if source.dtype() == dtype {
+            let arr = if !source_used && c == source.context() {
+                source_used = true;
+                source.clone()
+            } else if source.dtype() == dtype {
                 source.copy_to(c)?
             } else {
                 let a = NDArray::for_overwrite(source.shape(), dtype, c)?;
@@ -900,7 +921,7 @@ impl Parameter {
         }
         let value = self.reduce()?;
         let dtype = value.dtype();
-        self.init_impl(&value, ctx, dtype)
+        self.init_impl(&value, false, ctx, dtype)
     }
 
     /// One array on `cpu(0)` holding the mean of the copies on every context (a copy when
@@ -1087,7 +1108,7 @@ impl Parameter {
             (_, None) => vec![Context::cpu(0)],
         };
         let dtype = self.dtype();
-        self.init_impl(&data, target, dtype)
+        self.init_impl(&data, false, target, dtype)
     }
 }
 

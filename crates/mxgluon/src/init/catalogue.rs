@@ -99,6 +99,10 @@ macro_rules! kwargs {
 pub struct Zero;
 
 impl Initializer for Zero {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "zero".into()
     }
@@ -115,6 +119,10 @@ impl Initializer for Zero {
 pub struct One;
 
 impl Initializer for One {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "one".into()
     }
@@ -255,6 +263,10 @@ impl Constant {
 }
 
 impl Initializer for Constant {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "constant".into()
     }
@@ -337,6 +349,10 @@ impl Default for Uniform {
 }
 
 impl Initializer for Uniform {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "uniform".into()
     }
@@ -372,6 +388,10 @@ impl Default for Normal {
 }
 
 impl Initializer for Normal {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "normal".into()
     }
@@ -533,6 +553,10 @@ fn xavier_fill(
 }
 
 impl Initializer for Xavier {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "xavier".into()
     }
@@ -588,6 +612,10 @@ impl Default for MSRAPrelu {
 }
 
 impl Initializer for MSRAPrelu {
+    fn writes_every_element(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> String {
         "msraprelu".into()
     }

@@ -46,6 +46,13 @@ pub trait Initializer: Send + Sync + fmt::Debug {
     /// errors and logs.
     fn init_weight(&self, name: &str, arr: &NDArray) -> Result<()>;
 
+    /// Whether [`Initializer::init_weight`] overwrites every element whatever the array held
+    /// before. When true, callers may hand it an array whose contents are unspecified instead
+    /// of zeros (saves a pass over memory). Defaults to `false` (the array is zeroed first).
+    fn writes_every_element(&self) -> bool {
+        false
+    }
+
     /// MXNet's `dumps()`: `["kind", {kwargs}]`, spelled as Python's `json.dumps` spells it
     /// (`", "` and `": "` separators, `0.07`, `1.0`, `3`).
     fn dumps(&self) -> String {
