@@ -29,8 +29,8 @@ WORKLOADS = [
 IMPL_ORDER = ["ours", "memcpy", "memset", "mxnet", "mxnet-sync", "torch"]
 IMPL_LABEL = {
     "ours": "ours (mxgluon)",
-    "memcpy": "memcpy reference (ours, 1 thread)",
-    "memset": "memset reference (ours, 1 thread)",
+    "memcpy": "memcpy reference (plain Rust, 2 threads)",
+    "memset": "memset reference (plain Rust, 2 threads)",
     "mxnet": "MXNet 1.9.1",
     "mxnet-sync": "MXNet 1.9.1, wait_to_read per call",
     "torch": "PyTorch",

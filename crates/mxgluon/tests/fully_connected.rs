@@ -177,3 +177,28 @@ fn transposed_weight_cache_follows_writes() {
         );
     }
 }
+
+/// A large weight is copied into row-major order only on its second unchanged use, and the
+/// copy is dropped as soon as the weight is written.
+#[test]
+fn large_weight_transpose_cache_follows_writes() {
+    let ctx = mxgluon::Context::cpu(0);
+    let (n, k) = (300, 300); // 90,000 elements: above the always-transpose size
+    let x = mxgluon::nd::ones(&[2, k], ctx).unwrap();
+    let w = mxgluon::nd::ones(&[n, k], ctx).unwrap();
+    for round in 0..3 {
+        let y = mxgluon::nd::fully_connected(&x, &w, None, n).unwrap();
+        assert!(y.to_vec::<f32>().unwrap().iter().all(|v| *v == k as f32), "round {round}");
+    }
+    w.set_f64(&[5, 0], 2.0).unwrap();
+    for _ in 0..2 {
+        let y = mxgluon::nd::fully_connected(&x, &w, None, n).unwrap();
+        let v = y.to_vec::<f32>().unwrap();
+        assert_eq!(v[5], k as f32 + 1.0);
+        assert_eq!(v[6], k as f32);
+    }
+    mxgluon::nd::set_transpose_cache_budget(0);
+    let y = mxgluon::nd::fully_connected(&x, &w, None, n).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap()[5], k as f32 + 1.0);
+    mxgluon::nd::set_transpose_cache_budget(64 << 20);
+}

@@ -4,6 +4,7 @@
 //! multiplied and converted back; integer dtypes use a plain (wrapping) triple loop.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gemm::Parallelism;
 use half::slice::HalfFloatSliceExt;
@@ -19,77 +20,125 @@ use crate::nd::NDArray;
 /// fork-join costs more (17–25 µs measured) than the whole product of a small layer.
 const GEMM_PAR_MIN_FLOP: usize = 4 << 20;
 
-/// Largest transposed right operand (elements) that is copied into row-major order first.
+/// Largest transposed right operand (elements) that is transposed on every use: below this a
+/// transpose costs far less than the faster GEMM path saves.
 const SMALL_TRANSPOSE_MAX: usize = 1 << 16;
 
-/// Transposed operands each thread keeps (at most `SMALL_TRANSPOSE_MAX` elements each, so at
-/// most 2 MiB per thread).
+/// Entries a thread's transpose cache holds.
 const TRANSPOSE_CACHE_ENTRIES: usize = 8;
+
+static LARGE_TRANSPOSE_BUDGET: AtomicUsize = AtomicUsize::new(64 << 20);
+
+/// Bytes each thread may spend on cached transposed copies of **large** weights (default
+/// 64 MiB; `0` disables them).
+///
+/// A fully-connected weight is stored `(num_hidden, in_units)`, the transposed layout for the
+/// GEMM, whose row-major path is 10–20% faster. When the same large weight is used twice in a
+/// row without being written in between (inference, or evaluation between training steps),
+/// its row-major copy is kept per thread and reused until the weight changes; weights that
+/// change every step (training) are never copied. Small weights are always copied (cheap).
+pub fn set_transpose_cache_budget(bytes: usize) {
+    LARGE_TRANSPOSE_BUDGET.store(bytes, Ordering::Relaxed);
+}
+
+/// The current per-thread budget of [`set_transpose_cache_budget`].
+pub fn transpose_cache_budget() -> usize {
+    LARGE_TRANSPOSE_BUDGET.load(Ordering::Relaxed)
+}
 
 type CacheKey = (std::sync::Weak<crate::nd::storage::Storage>, usize, u64);
 
 struct TransposedEntry {
-    key: Option<CacheKey>,
+    key: CacheKey,
     rows: usize,
     cols: usize,
+    /// Empty for a large operand seen once (a candidate: cached on its next unchanged use).
     data: Vec<f32>,
 }
 
+impl TransposedEntry {
+    fn matches(&self, arr: &NDArray, rows: usize, cols: usize) -> bool {
+        self.rows == rows && self.cols == cols && arr.matches_cache_key(&self.key)
+    }
+
+    fn large_bytes(&self) -> usize {
+        if self.data.len() > SMALL_TRANSPOSE_MAX {
+            self.data.len() * 4
+        } else {
+            0
+        }
+    }
+}
+
 thread_local! {
-    /// Per-thread cache of transposed small operands, most recently used last.
+    /// Per-thread cache of transposed operands, most recently used last.
     static TRANSPOSED: RefCell<Vec<TransposedEntry>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on the transpose (`cols × rows`) of `src` (`rows × cols`). When `src_arr` (the
-/// array `src` was read from, whose read lock the caller holds) is given, the transpose is
-/// cached and reused while that array's data is unchanged.
+/// Runs `f` on the transpose (`cols × rows`) of `src` (`rows × cols`, read from `arr`, whose
+/// read lock the caller holds) when a transposed copy is worth having (see
+/// [`set_transpose_cache_budget`]); returns `None` (without calling `f`) when the caller should
+/// use the transposed-operand GEMM directly.
 fn with_transposed<R>(
     src: &[f32],
     rows: usize,
     cols: usize,
-    src_arr: Option<&NDArray>,
+    arr: &NDArray,
     f: impl FnOnce(&[f32]) -> R,
-) -> R {
+) -> Option<R> {
+    let need = rows * cols;
+    let small = need <= SMALL_TRANSPOSE_MAX;
+    let budget = transpose_cache_budget();
+    if !small && need.saturating_mul(4) > budget {
+        return None;
+    }
     TRANSPOSED.with(|cell| {
         let mut cache = cell.borrow_mut();
-        let hit = src_arr.and_then(|arr| {
-            cache.iter().position(|e| {
-                e.rows == rows
-                    && e.cols == cols
-                    && e.key.as_ref().is_some_and(|k| arr.matches_cache_key(k))
-            })
-        });
-        let idx = match hit {
-            Some(i) => i,
-            None => {
-                let mut entry = if cache.len() >= TRANSPOSE_CACHE_ENTRIES {
-                    cache.remove(0)
-                } else {
-                    TransposedEntry {
-                        key: None,
-                        rows: 0,
-                        cols: 0,
-                        data: Vec::new(),
-                    }
-                };
-                let need = rows * cols;
-                if entry.data.len() < need {
-                    entry.data.resize(need, 0.0);
-                }
-                entry.data.truncate(need);
-                transpose_f32(src, rows, cols, &mut entry.data);
-                entry.key = src_arr.map(NDArray::cache_key);
-                entry.rows = rows;
-                entry.cols = cols;
-                cache.push(entry);
-                cache.len() - 1
-            }
+        let found = cache.iter().position(|e| e.matches(arr, rows, cols));
+        let mut entry = match found {
+            Some(i) => cache.remove(i),
+            None => TransposedEntry {
+                key: arr.cache_key(),
+                rows,
+                cols,
+                data: Vec::new(),
+            },
         };
-        // Most recently used goes last (evicted last).
-        let entry = cache.remove(idx);
+        if entry.data.is_empty() && !small && found.is_none() {
+            // First sighting of this large operand at this version: remember it only.
+            if cache.len() >= TRANSPOSE_CACHE_ENTRIES {
+                cache.remove(0);
+            }
+            cache.push(entry);
+            return None;
+        }
+        if entry.data.is_empty() {
+            if !small {
+                // Make room within the budget, least recently used first.
+                while cache
+                    .iter()
+                    .map(TransposedEntry::large_bytes)
+                    .sum::<usize>()
+                    + need * 4
+                    > budget
+                {
+                    match cache.iter().position(|e| e.large_bytes() > 0) {
+                        Some(i) => {
+                            cache.remove(i);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            entry.data.resize(need, 0.0);
+            transpose_f32(src, rows, cols, &mut entry.data);
+        }
+        if cache.len() >= TRANSPOSE_CACHE_ENTRIES {
+            cache.remove(0);
+        }
         cache.push(entry);
         let last = cache.len() - 1;
-        f(&cache[last].data)
+        Some(f(&cache[last].data))
     })
 }
 
@@ -137,6 +186,8 @@ impl Gemm {
             }
             return;
         }
+        // Guards the unsafe call below; shapes were validated by the public entry points, so
+        // this cannot fire on user input.
         assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
         let (lcs, lrs) = if ta { (m as isize, 1) } else { (1, k as isize) };
         let (rcs, rrs) = if tb { (k as isize, 1) } else { (1, n as isize) };
@@ -167,19 +218,19 @@ impl Gemm {
         }
     }
 
-    /// f32 with a transposed, small right operand (the fully-connected layout): the operand is
-    /// transposed into row-major order so the GEMM takes its fastest path. The transposed copy
-    /// is cached per thread, keyed on the operand's storage and write version (a weight that
-    /// did not change since the last call is not transposed again).
+    /// f32. A transposed right operand (the fully-connected weight layout) is given to the
+    /// GEMM in row-major order when a cached or cheap transposed copy exists (see
+    /// [`set_transpose_cache_budget`]): the GEMM's row-major path is faster.
     fn run_f32(&self, a: &[f32], b: &[f32], b_arr: Option<&NDArray>, out: &mut [f32]) {
-        let small_rhs = self.n * self.k <= SMALL_TRANSPOSE_MAX;
-        if self.tb && small_rhs && self.k > 0 && matches!(self.parallelism(), Parallelism::None) {
-            with_transposed(b, self.n, self.k, b_arr, |bt| {
-                Gemm { tb: false, ..*self }.run_gemm(a, bt, out)
-            });
-        } else {
-            self.run_gemm(a, b, out);
+        if self.tb && !self.ta && self.k > 0 && self.n > 0 && self.m > 0 {
+            if let Some(arr) = b_arr {
+                let nn = Gemm { tb: false, ..*self };
+                if with_transposed(b, self.n, self.k, arr, |bt| nn.run_gemm(a, bt, out)).is_some() {
+                    return;
+                }
+            }
         }
+        self.run_gemm(a, b, out);
     }
 
     /// Plain loop for integer dtypes (wrapping arithmetic).

@@ -12,7 +12,10 @@ mod reduce;
 mod transpose;
 
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
-pub use linalg::{dot, dot_t, fully_connected, fully_connected_with};
+pub use linalg::{
+    dot, dot_t, fully_connected, fully_connected_with, set_transpose_cache_budget,
+    transpose_cache_budget,
+};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;

@@ -6,6 +6,7 @@
 
 /// Writes the transpose of `src` (`rows × cols`, row-major) into `dst` (`cols × rows`).
 pub(crate) fn transpose_f32(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    // Guards the unsafe kernel; callers pass buffers of exactly rows × cols elements.
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
     #[cfg(target_arch = "x86_64")]
     {
