@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 WORKLOADS = [
+    ("fma_peak", "f32 FMA peak of this machine on all cores (reference for fc_large)"),
     ("fc_seed", "fully_connected forward 16x100->64 f32 + bias, time per call"),
     ("fc_large", "fully_connected forward 256x1024->4096 f32 + bias, 2*M*N*K / time"),
     ("xavier_init", "Xavier(uniform, avg, 3) init of a 4096x4096 f32 parameter"),
@@ -130,9 +131,11 @@ def targets(figs):
                  verdict(ours["value"] <= 2.0 if ours else None)))
 
     ours = g("fc_large", "ours")
-    need = 0.85 * PEAK_GFLOPS
-    rows.append(("fc_large", f"≥ 85% of {PEAK_GFLOPS:.0f} GFLOP/s = {need:.0f}",
-                 f"{fmt(ours['value'])} GFLOP/s ({100 * ours['value'] / PEAK_GFLOPS:.0f}% of peak)"
+    measured = g("fma_peak", "ours")
+    peak = measured["value"] if measured else PEAK_GFLOPS
+    need = 0.85 * peak
+    rows.append(("fc_large", f"≥ 85% of {peak:.0f} GFLOP/s ({'this machine' if measured else 'perf-baselines'}) = {need:.0f}",
+                 f"{fmt(ours['value'])} GFLOP/s ({100 * ours['value'] / peak:.0f}% of peak)"
                  if ours else "–",
                  verdict(ours["value"] >= need if ours else None)))
     peers = [figs[k] for k in figs if k[0] == "fc_large" and k[1] in ("mxnet", "torch")]
@@ -214,9 +217,9 @@ def render(figs, infos, status, command, loads):
     for row in targets(figs):
         out.append("| " + " | ".join(row) + " |")
     out.append("")
-    out.append(f"The fc_large peak ({PEAK_GFLOPS:.0f} GFLOP/s) is the 2-core AVX-512 FMA figure from "
-               "`shared/reference/perf-baselines.md` §4, measured on the project's Zen 5 VM; on another CPU "
-               "the percentage is only indicative.\n")
+    out.append("The fc_large peak is `fma_peak`, measured in the same run on this machine (register-resident "
+               f"FMA chains on every core); without it, the {PEAK_GFLOPS:.0f} GFLOP/s of "
+               "`shared/reference/perf-baselines.md` §4 (a Zen 5 VM) is used.\n")
 
     out.append("## Workloads\n")
     for w, desc in WORKLOADS:

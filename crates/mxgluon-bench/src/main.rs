@@ -378,6 +378,83 @@ fn parse_args() -> std::result::Result<Harness, String> {
     Ok(h)
 }
 
+/// Register-resident FMA chains: 16 independent accumulators per thread, so the figure is the
+/// core's FMA throughput, not latency. AVX-512 when the CPU has it, else AVX2.
+#[cfg(target_arch = "x86_64")]
+fn fma_chain(iters: usize) -> f32 {
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(iters: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm512_set1_ps(0.0); 16];
+        let a = _mm512_set1_ps(0.999_999_9);
+        let b = _mm512_set1_ps(1e-7);
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        acc.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(iters: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm256_set1_ps(0.0); 16];
+        let a = _mm256_set1_ps(0.999_999_9);
+        let b = _mm256_set1_ps(1e-7);
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut out = [0f32; 8];
+        let mut s = 0.0;
+        for x in acc {
+            // SAFETY: `out` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), x) };
+            s += out.iter().sum::<f32>();
+        }
+        s
+    }
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked).
+        unsafe { avx512(iters) }
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked).
+        unsafe { avx2(iters) }
+    } else {
+        0.0
+    }
+}
+
+/// FLOP per `fma_chain` iteration: 16 accumulators × lanes × 2.
+#[cfg(target_arch = "x86_64")]
+fn fma_flop_per_iter() -> f64 {
+    let lanes = if is_x86_feature_detected!("avx512f") { 16.0 } else { 8.0 };
+    16.0 * lanes * 2.0
+}
+
+/// The machine's f32 FMA peak on all cores, the reference for the GEMM figures.
+#[cfg(target_arch = "x86_64")]
+fn bench_peak(h: &Harness) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let iters = 2_000_000;
+    let t = h.time(Kind::Compute, || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads)
+                .map(|_| sc.spawn(move || black_box(fma_chain(black_box(iters)))))
+                .collect();
+            for j in hs {
+                black_box(j.join().ok());
+            }
+        });
+        Ok(())
+    })?;
+    let flop = fma_flop_per_iter() * iters as f64 * threads as f64;
+    let mode = "register-resident FMA chains on every core (AVX-512 if present)";
+    h.report_rate("fma_peak", "ours", &t, flop / 1e9, "GFLOP/s", mode);
+    Ok(())
+}
+
 fn run(h: &Harness) -> Result<()> {
     println!(
         "{{\"info\": {{\"version\": {}, \"threads\": {}}}, \"impl\": \"ours\"}}",
@@ -385,6 +462,10 @@ fn run(h: &Harness) -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     mxgluon::random::seed(42);
+    #[cfg(target_arch = "x86_64")]
+    if h.wants("fc_large") || h.wants("fma_peak") {
+        bench_peak(h)?;
+    }
     if h.wants("fc_seed") {
         bench_fc(h, "fc_seed", FC_SEED)?;
     }
