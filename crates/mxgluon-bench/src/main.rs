@@ -429,7 +429,11 @@ fn fma_chain(iters: usize) -> f32 {
 /// FLOP per `fma_chain` iteration: 16 accumulators × lanes × 2.
 #[cfg(target_arch = "x86_64")]
 fn fma_flop_per_iter() -> f64 {
-    let lanes = if is_x86_feature_detected!("avx512f") { 16.0 } else { 8.0 };
+    let lanes = if is_x86_feature_detected!("avx512f") {
+        16.0
+    } else {
+        8.0
+    };
     16.0 * lanes * 2.0
 }
 

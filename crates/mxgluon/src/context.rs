@@ -3,7 +3,7 @@
 //! `cpu(i)` for any `i` is a distinct *logical* device in host memory: arrays on `cpu(0)` and
 //! `cpu(1)` are separate buffers, which is how data-parallel code is tested without GPUs.
 //! `gpu(i)` is representable (files and parameters can name it) but allocating on it fails with
-//! [`Error::DeviceUnavailable`](crate::Error::DeviceUnavailable) until a GPU backend exists.
+//! [`crate::Error::DeviceUnavailable`] until a GPU backend exists.
 //!
 //! A thread has a *current* context, `cpu(0)` unless a [`ContextGuard`] from
 //! [`Context::enter`] (MXNet's `with mx.cpu(1):`) is alive.

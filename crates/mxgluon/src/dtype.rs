@@ -297,7 +297,7 @@ impl FromStr for GradReq {
     }
 }
 
-/// A Rust type that can be an array element. Implemented for `f32`, `f64`, [`f16`], [`bf16`],
+/// A Rust type that can be an array element. Implemented for `f32`, `f64`, [`struct@f16`], [`struct@bf16`],
 /// `u8`, `i8`, `i16`, `u16`, `i32`, `u32`, `i64`, `u64` and `bool`.
 ///
 /// Values move between types with [`Element::to_f64`] / [`Element::from_f64`] for

@@ -188,7 +188,10 @@ fn large_weight_transpose_cache_follows_writes() {
     let w = mxgluon::nd::ones(&[n, k], ctx).unwrap();
     for round in 0..3 {
         let y = mxgluon::nd::fully_connected(&x, &w, None, n).unwrap();
-        assert!(y.to_vec::<f32>().unwrap().iter().all(|v| *v == k as f32), "round {round}");
+        assert!(
+            y.to_vec::<f32>().unwrap().iter().all(|v| *v == k as f32),
+            "round {round}"
+        );
     }
     w.set_f64(&[5, 0], 2.0).unwrap();
     for _ in 0..2 {

@@ -484,22 +484,22 @@ unary_generic!(square_impl, |x: T| Scalar::mul(x, x));
 // ------------------------------------------------------------------------------------ methods
 
 impl NDArray {
-    /// `self + other` with numpy broadcasting; see [`add`](crate::nd::add).
+    /// `self + other` with numpy broadcasting; see [`add`].
     pub fn add(&self, other: &NDArray) -> Result<NDArray> {
         add(self, other)
     }
 
-    /// `self - other` with numpy broadcasting; see [`sub`](crate::nd::sub).
+    /// `self - other` with numpy broadcasting; see [`sub`].
     pub fn sub(&self, other: &NDArray) -> Result<NDArray> {
         sub(self, other)
     }
 
-    /// `self * other` with numpy broadcasting; see [`mul`](crate::nd::mul).
+    /// `self * other` with numpy broadcasting; see [`mul`].
     pub fn mul(&self, other: &NDArray) -> Result<NDArray> {
         mul(self, other)
     }
 
-    /// `self / other` with numpy broadcasting; see [`div`](crate::nd::div).
+    /// `self / other` with numpy broadcasting; see [`div`].
     pub fn div(&self, other: &NDArray) -> Result<NDArray> {
         div(self, other)
     }
