@@ -242,6 +242,28 @@ pub enum Error {
         use_instead: &'static str,
     },
 
+    /// A saved value's dtype differs from the parameter's and casting was not asked for.
+    #[error("parameter '{name}' has dtype {expected} but the value to load has dtype {got}; load with cast_dtype = true to convert it")]
+    ParameterDTypeMismatch {
+        /// Parameter name.
+        name: String,
+        /// The parameter's dtype.
+        expected: DType,
+        /// The value's dtype.
+        got: DType,
+    },
+
+    /// Loading asked for other contexts than those the parameter is (or will be) initialized on.
+    #[error("cannot load parameter '{name}' on {} because it is initialized on {}; load on the same contexts or call reset_ctx first", fmt_ctx_list(requested), fmt_ctx_list(initialized))]
+    ParameterContextMismatch {
+        /// Parameter name.
+        name: String,
+        /// Contexts asked for.
+        requested: Vec<Context>,
+        /// Contexts the parameter lives on (or was deferred to).
+        initialized: Vec<Context>,
+    },
+
     /// A value given to `set_data` does not fit the parameter.
     #[error("parameter '{name}': {reason}")]
     InvalidParameterValue {
@@ -318,6 +340,8 @@ impl Error {
             | Error::IncompatibleShape { name, .. }
             | Error::NotInitializedFor { name, .. }
             | Error::WrongParameterStorage { name, .. }
+            | Error::ParameterDTypeMismatch { name, .. }
+            | Error::ParameterContextMismatch { name, .. }
             | Error::InvalidParameterValue { name, .. } => Some(name),
             Error::InitializerFailed { name, .. } => Some(name),
             _ => None,

@@ -1086,7 +1086,9 @@ fn load_init_dtype_rules() {
     let e = p
         .load_init(&v, None, false, DTypeSource::Current)
         .unwrap_err();
-    assert!(matches!(&e, Error::InvalidParameterValue { name, .. } if name == "w"));
+    assert!(
+        matches!(&e, Error::ParameterDTypeMismatch { name, expected: DType::Float32, got: DType::Float64 } if name == "w")
+    );
     let msg = e.to_string();
     assert!(msg.contains("float32") && msg.contains("float64"), "{msg}");
 
@@ -1113,7 +1115,7 @@ fn load_init_on_deferred_uses_pending_contexts() {
     let e = p
         .load_init(&v, cpu(0), false, DTypeSource::Current)
         .unwrap_err();
-    assert!(matches!(&e, Error::InvalidParameterValue { name, .. } if name == "w"));
+    assert!(matches!(&e, Error::ParameterContextMismatch { name, .. } if name == "w"));
     assert!(e.to_string().contains("[cpu(1), cpu(2)]"));
     // Same set in another order is fine.
     p.load_init(&v, [cpu(2), cpu(1)], false, DTypeSource::Current)

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::context::{Context, ContextList};
 use crate::dtype::{DType, GradReq, Scalar, StorageType};
-use crate::error::{fmt_ctx_list, fmt_shape, Error, Result};
+use crate::error::{fmt_shape, Error, Result};
 use crate::init::{self, InitSpec};
 use crate::nd::NDArray;
 
@@ -1046,12 +1046,10 @@ impl Parameter {
         let pdt = self.dtype();
         if pdt != data.dtype() {
             if !cast_dtype {
-                return Err(Error::InvalidParameterValue {
+                return Err(Error::ParameterDTypeMismatch {
                     name: name.clone(),
-                    reason: format!(
-                        "failed loading from saved params: dtype incompatible, expected {pdt} but saved {}; pass cast_dtype=true to cast the saved value",
-                        data.dtype()
-                    ),
+                    expected: pdt,
+                    got: data.dtype(),
                 });
             }
             match dtype_source {
@@ -1074,13 +1072,10 @@ impl Parameter {
         let same_set = |a: &[Context], b: &[Context]| {
             a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
         };
-        let ctx_error = |given: &[Context], had: &[Context]| Error::InvalidParameterValue {
+        let ctx_error = |given: &[Context], had: &[Context]| Error::ParameterContextMismatch {
             name: name.clone(),
-            reason: format!(
-                "failed to load on {} because it was previously initialized on {}",
-                fmt_ctx_list(given),
-                fmt_ctx_list(had)
-            ),
+            requested: given.to_vec(),
+            initialized: had.to_vec(),
         };
         let state = self.state();
         if state == ParamState::Initialized {
