@@ -108,14 +108,13 @@ fn float_strings(vals: &[f64], dtype: DType) -> Vec<String> {
             .max()
             .unwrap_or(0)
             .max(2);
-        let mut pad_left = parts.iter().map(|p| p.0.len()).max().unwrap_or(0);
         let pad_right = exp_size + 2 + prec;
-        if has_nonfinite {
-            let offset = pad_right + 1;
-            pad_left = pad_left
-                .max(3usize.saturating_sub(offset))
-                .max((3 + neginf as usize).saturating_sub(offset));
-        }
+        let pad_left = widen_for_nonfinite(
+            parts.iter().map(|p| p.0.len()).max().unwrap_or(0),
+            pad_right,
+            has_nonfinite,
+            neginf,
+        );
         vals.iter()
             .map(|&v| {
                 if !v.is_finite() {
@@ -138,14 +137,13 @@ fn float_strings(vals: &[f64], dtype: DType) -> Vec<String> {
             .collect()
     } else {
         let parts: Vec<(String, String)> = finite.iter().map(|&v| positional(v, dtype)).collect();
-        let mut pad_left = parts.iter().map(|p| p.0.len()).max().unwrap_or(0);
         let pad_right = parts.iter().map(|p| p.1.len()).max().unwrap_or(0);
-        if has_nonfinite {
-            let offset = pad_right + 1;
-            pad_left = pad_left
-                .max(3usize.saturating_sub(offset))
-                .max((3 + neginf as usize).saturating_sub(offset));
-        }
+        let pad_left = widen_for_nonfinite(
+            parts.iter().map(|p| p.0.len()).max().unwrap_or(0),
+            pad_right,
+            has_nonfinite,
+            neginf,
+        );
         vals.iter()
             .map(|&v| {
                 if !v.is_finite() {
@@ -335,6 +333,23 @@ impl fmt::Display for NDArray {
         let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
         write!(f, "\n<NDArray {} @{}>", dims.join("x"), self.context())
     }
+}
+
+/// The integer-part width, widened so that `nan` / `inf` / `-inf` fit in a column whose
+/// fraction part (after the point) is `pad_right` wide.
+fn widen_for_nonfinite(
+    pad_left: usize,
+    pad_right: usize,
+    has_nonfinite: bool,
+    neginf: bool,
+) -> usize {
+    if !has_nonfinite {
+        return pad_left;
+    }
+    let offset = pad_right + 1;
+    pad_left
+        .max(3usize.saturating_sub(offset))
+        .max((3 + neginf as usize).saturating_sub(offset))
 }
 
 #[cfg(test)]
