@@ -1,53 +1,10 @@
 //! Behaviour of `gluon::Constant` (spec §2).
 
-use std::cell::RefCell;
-use std::sync::Once;
-
 use mxgluon::gluon::{InitOptions, ParamState};
-use mxgluon::init::Initializer;
+
+mod common;
+use common::{warnings_of, Fill};
 use mxgluon::{Constant, Context, DType, Error, GradReq, NDArray, Parameter};
-
-#[derive(Debug)]
-struct Fill(f64);
-impl Initializer for Fill {
-    fn kind(&self) -> String {
-        "fill".into()
-    }
-    fn kwargs(&self) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::Map::new()
-    }
-    fn init_weight(&self, _name: &str, arr: &NDArray) -> mxgluon::Result<()> {
-        arr.fill(self.0)
-    }
-}
-
-struct Capture;
-thread_local! {
-    static LOGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.level() <= log::Level::Warn {
-            LOGS.with(|l| l.borrow_mut().push(record.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-static CAPTURE: Capture = Capture;
-static INIT_LOG: Once = Once::new();
-
-fn warnings_of(f: impl FnOnce()) -> Vec<String> {
-    INIT_LOG.call_once(|| {
-        let _ = log::set_logger(&CAPTURE);
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-    LOGS.with(|l| l.borrow_mut().clear());
-    f();
-    LOGS.with(|l| l.borrow_mut().drain(..).collect())
-}
 
 fn cpu(i: u32) -> Context {
     Context::cpu(i)

@@ -3,32 +3,17 @@
 //! Every test names its initializers explicitly (test-local `Fill`, `Counting`, `Failing`),
 //! never relying on the global default.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 use mxgluon::gluon::{DTypeSource, InitOptions, ParamState};
 use mxgluon::init::Initializer;
+
+mod common;
+use common::{warnings_of, Fill};
 use mxgluon::{Context, DType, Error, GradReq, NDArray, Parameter, StorageType};
 
 // ---------------------------------------------------------------------- helpers
-
-/// Fills with a constant.
-#[derive(Debug)]
-struct Fill(f64);
-impl Initializer for Fill {
-    fn kind(&self) -> String {
-        "fill".into()
-    }
-    fn kwargs(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("value".into(), self.0.into());
-        m
-    }
-    fn init_weight(&self, _name: &str, arr: &NDArray) -> mxgluon::Result<()> {
-        arr.fill(self.0)
-    }
-}
 
 /// Fills with 1, 2, 3, ... and records every call (name, context, dtype, shape).
 /// One recorded call: parameter name, context, dtype and shape of the array filled.
@@ -110,36 +95,6 @@ fn f32s(a: &NDArray) -> Vec<f32> {
 
 fn opts(ctx: impl Into<mxgluon::ContextList>) -> InitOptions {
     InitOptions::new().ctx(ctx).default_init(Fill(0.0))
-}
-
-/// Captures `log` records per thread so tests can assert on warnings.
-struct Capture;
-thread_local! {
-    static LOGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.level() <= log::Level::Warn {
-            LOGS.with(|l| l.borrow_mut().push(record.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-static CAPTURE: Capture = Capture;
-static INIT_LOG: Once = Once::new();
-
-/// Runs `f` and returns the warnings it logged on this thread.
-fn warnings_of(f: impl FnOnce()) -> Vec<String> {
-    INIT_LOG.call_once(|| {
-        let _ = log::set_logger(&CAPTURE);
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-    LOGS.with(|l| l.borrow_mut().clear());
-    f();
-    LOGS.with(|l| l.borrow_mut().drain(..).collect())
 }
 
 fn initialized(name: &str, shape: &[usize], value: f64, ctx: &[Context]) -> Parameter {
