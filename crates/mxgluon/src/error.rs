@@ -40,6 +40,25 @@ pub fn fmt_ctx_list(ctxs: &[Context]) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// `backward` was called on an array that was not computed, under `autograd::record`, from
+    /// an array marked for gradients.
+    #[error(
+        "cannot differentiate: the head was not computed from a variable while recording; \
+         mark inputs with attach_grad (or initialize Parameters with grad_req write/add) and run \
+         the forward pass inside autograd::record()"
+    )]
+    NoGraph,
+
+    /// A second backward pass went through a graph whose saved arrays were already released.
+    #[error(
+        "the recorded graph was already released by a previous backward pass (at operator \
+         {op}); pass retain_graph = true to the first backward to differentiate twice"
+    )]
+    GraphFreed {
+        /// The operator at which the released graph was found.
+        op: &'static str,
+    },
+
     /// A string did not name any valid value of an enumeration (dtype, storage type, grad_req,
     /// initializer kind, ...).
     #[error("invalid {what} {got:?}; valid values are: {}", valid.join(", "))]

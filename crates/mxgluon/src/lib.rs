@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+pub mod autograd;
 pub mod context;
 pub mod dtype;
 pub mod error;

@@ -112,6 +112,23 @@ struct State {
     deferred: Option<Deferred>,
 }
 
+impl State {
+    /// Makes the autograd marking of the data arrays match the gradients: with gradients, each
+    /// data array is a variable whose gradient goes to its buffer with `grad_req`; without,
+    /// the data arrays are plain arrays (spec §1.10, §1.4).
+    fn sync_marks(&mut self) -> Result<()> {
+        let Some(data) = &mut self.data else {
+            return Ok(());
+        };
+        match &self.grad {
+            Some(g) if self.grad_req != GradReq::Null => {
+                crate::autograd::mark_variables(data, g, self.grad_req)
+            }
+            _ => crate::autograd::mark_variables(data, &[], GradReq::Null),
+        }
+    }
+}
+
 struct Inner {
     name: String,
     /// Set for the parameter inside a [`Constant`](super::Constant): grad_req stays null.
@@ -434,11 +451,9 @@ impl Parameter {
             st.grad_req = req;
             if req == GradReq::Null {
                 st.grad = None;
-                // MXNet replaces each data array by a detached handle to the same memory.
-                if let Some(d) = &mut st.data {
-                    *d = d.to_vec();
-                }
-                return Ok(());
+                // MXNet replaces each data array by a detached handle to the same memory; the
+                // old variables are unmarked too, so their gradient buffers are released.
+                return st.sync_marks();
             }
             let st = &mut *st;
             match &st.data {
@@ -459,6 +474,7 @@ impl Parameter {
         if st.grad_req != GradReq::Null && st.data.as_ref().is_some_and(|d| same_handles(d, &data))
         {
             st.grad = Some(grads);
+            st.sync_marks()?;
         }
         Ok(())
     }
@@ -579,6 +595,7 @@ impl Parameter {
     /// # Ok::<(), mxgluon::Error>(())
     /// ```
     pub fn initialize_with(&self, opts: InitOptions) -> Result<()> {
+        let _pause = crate::autograd::pause();
         {
             let mut st = self.write();
             if st.data.is_some() && !opts.force_reinit {
@@ -632,6 +649,7 @@ impl Parameter {
     /// error, unavailable device) leaves the parameter uninitialized. A value given to
     /// [`Parameter::set_data`] during the deferral is used instead of the initializer.
     pub fn finish_deferred_init(&self) -> Result<()> {
+        let _pause = crate::autograd::pause();
         let (record, shape, dtype) = {
             let mut st = self.write();
             let Some(record) = st.deferred.take() else {
@@ -722,7 +740,7 @@ impl Parameter {
         };
         st.data = Some(data);
         st.deferred = None;
-        Ok(())
+        st.sync_marks()
     }
 
     // ------------------------------------------------------------------ access
@@ -866,6 +884,7 @@ impl Parameter {
     /// # Ok::<(), mxgluon::Error>(())
     /// ```
     pub fn set_data(&self, data: &NDArray) -> Result<()> {
+        let _pause = crate::autograd::pause();
         let targets = {
             let mut guard = self.write();
             let st = &mut *guard;
@@ -902,6 +921,7 @@ impl Parameter {
     ///
     /// Errors: [`Error::NotInitializedFor`] when uninitialized.
     pub fn reset_ctx(&self, ctx: impl Into<ContextList>) -> Result<()> {
+        let _pause = crate::autograd::pause();
         let ctx = ctx.into().resolve();
         self.check_ctx_nonempty(&ctx)?;
         {
@@ -927,6 +947,7 @@ impl Parameter {
     /// One array on `cpu(0)` holding the mean of the copies on every context (a copy when
     /// there is one context) (spec §1.18, dense).
     pub fn reduce(&self) -> Result<NDArray> {
+        let _pause = crate::autograd::pause();
         let data = {
             let st = self.read();
             if st.stype != StorageType::Default {
@@ -976,6 +997,7 @@ impl Parameter {
     /// Converts the data and gradients to `dtype`, keeping their values; on an uninitialized
     /// parameter only the dtype changes (spec §1.19).
     pub fn cast(&self, dtype: DType) -> Result<()> {
+        let _pause = crate::autograd::pause();
         let (data, grad) = {
             let mut st = self.write();
             st.dtype = dtype;
@@ -986,12 +1008,12 @@ impl Parameter {
         };
         let new_data = data
             .iter()
-            .map(|a| a.astype(dtype))
+            .map(|a| a.astype_untracked(dtype))
             .collect::<Result<Vec<_>>>()?;
         let new_grad = match &grad {
             Some(g) => Some(
                 g.iter()
-                    .map(|a| a.astype(dtype))
+                    .map(|a| a.astype_untracked(dtype))
                     .collect::<Result<Vec<_>>>()?,
             ),
             None => None,
@@ -1002,6 +1024,7 @@ impl Parameter {
             if st.grad.is_some() {
                 st.grad = new_grad;
             }
+            st.sync_marks()?;
         }
         Ok(())
     }
@@ -1021,6 +1044,7 @@ impl Parameter {
         cast_dtype: bool,
         dtype_source: DTypeSource,
     ) -> Result<()> {
+        let _pause = crate::autograd::pause();
         let ctx = ctx.into().0;
         let name = &self.inner.name;
         // 2. shape

@@ -52,6 +52,9 @@ pub struct NDArray {
     shape: Shape,
     /// Offset of the first element inside `storage`, in elements.
     offset: usize,
+    /// The autograd node of this array: a marked variable, or the recorded operation that
+    /// produced it (`None` for arrays that take no part in differentiation).
+    ag: Option<Arc<crate::autograd::Node>>,
 }
 
 impl std::fmt::Debug for NDArray {
@@ -68,6 +71,7 @@ impl NDArray {
             storage: Arc::new(storage),
             shape: Shape::from_slice(shape),
             offset: 0,
+            ag: None,
         }
     }
 
@@ -224,6 +228,39 @@ impl NDArray {
             && key.0.strong_count() > 0
             && key.1 == self.offset
             && key.2 == self.storage.version()
+    }
+
+    /// The autograd node of this handle (see [`crate::autograd`]).
+    #[inline]
+    pub(crate) fn autograd_node(&self) -> Option<&Arc<crate::autograd::Node>> {
+        self.ag.as_ref()
+    }
+
+    /// Replaces the autograd node of this handle (other handles keep theirs).
+    #[inline]
+    pub(crate) fn set_autograd_node(&mut self, node: Option<Arc<crate::autograd::Node>>) {
+        self.ag = node;
+    }
+
+    /// A handle to the same memory that takes no part in differentiation (MXNet's `detach`):
+    /// operations on it are not recorded and no gradient flows back through it.
+    ///
+    /// ```
+    /// use mxgluon::{autograd, nd, Context, GradReq};
+    /// let mut x = nd::ones(&[2], Context::cpu(0))?;
+    /// x.attach_grad(GradReq::Write)?;
+    /// let d = x.detach();
+    /// assert!(d.shares_memory_with(&x));
+    /// assert!(d.grad().is_none());
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn detach(&self) -> NDArray {
+        NDArray {
+            storage: Arc::clone(&self.storage),
+            shape: self.shape.clone(),
+            offset: self.offset,
+            ag: None,
+        }
     }
 
     /// Whether two handles share the same memory.
@@ -446,6 +483,17 @@ impl NDArray {
 
     /// A copy of this array on `ctx` (always new memory, even on the same context).
     pub fn copy_to(&self, ctx: Context) -> Result<NDArray> {
+        let out = self.copy_to_untracked(ctx)?;
+        Ok(ops::grad::record_unary(
+            "copyto",
+            ops::grad::UnaryOp::Copy,
+            self,
+            out,
+        ))
+    }
+
+    /// [`NDArray::copy_to`] without recording.
+    pub(crate) fn copy_to_untracked(&self, ctx: Context) -> Result<NDArray> {
         let out = NDArray::for_overwrite(self.shape(), self.dtype(), ctx)?;
         self.read_bytes(|s| out.write_bytes(|d| storage::copy_bytes(d, s)));
         Ok(out)
@@ -463,8 +511,19 @@ impl NDArray {
     /// A copy converted to `dtype` (always new memory). Every pair of dtypes converts:
     /// floats to integers truncate toward zero and saturate, anything to `bool` is "non-zero".
     pub fn astype(&self, dtype: DType) -> Result<NDArray> {
+        let out = self.astype_untracked(dtype)?;
+        Ok(ops::grad::record_unary(
+            "cast",
+            ops::grad::UnaryOp::Copy,
+            self,
+            out,
+        ))
+    }
+
+    /// [`NDArray::astype`] without recording.
+    pub(crate) fn astype_untracked(&self, dtype: DType) -> Result<NDArray> {
         if dtype == self.dtype() {
-            return self.copy_to(self.context());
+            return self.copy_to_untracked(self.context());
         }
         let out = NDArray::for_overwrite(self.shape(), dtype, self.context())?;
         self.read_with(|sb| {
@@ -475,8 +534,15 @@ impl NDArray {
         Ok(out)
     }
 
-    /// A view with another shape of the same number of elements, sharing memory.
+    /// A view with another shape of the same number of elements, sharing memory. Recorded by
+    /// autograd (the gradient is reshaped back).
     pub fn reshape(&self, shape: &[usize]) -> Result<NDArray> {
+        let out = self.reshape_view(shape)?;
+        Ok(ops::grad::record_reshape(self, out))
+    }
+
+    /// [`NDArray::reshape`] without recording.
+    pub(crate) fn reshape_view(&self, shape: &[usize]) -> Result<NDArray> {
         let n = shape_size(shape);
         if n != Some(self.size()) {
             return Err(Error::InvalidShape {
@@ -495,6 +561,7 @@ impl NDArray {
             storage: Arc::clone(&self.storage),
             shape: Shape::from_slice(shape),
             offset: self.offset,
+            ag: None,
         })
     }
 
@@ -553,6 +620,7 @@ impl NDArray {
             storage: Arc::clone(&self.storage),
             shape,
             offset: self.offset + begin * row,
+            ag: None,
         })
     }
 

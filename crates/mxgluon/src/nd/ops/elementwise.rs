@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::grad::{self, ScalarOp, UnaryOp};
 use super::{check_pair, read2};
 use crate::dtype::{DType, Scalar};
 use crate::error::{Error, Result};
@@ -181,7 +182,7 @@ fn normalize_bool(out: &NDArray) {
 }
 
 #[derive(Clone, Copy)]
-enum Bin {
+pub(crate) enum Bin {
     Add,
     Sub,
     Mul,
@@ -191,7 +192,7 @@ enum Bin {
 }
 
 impl Bin {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Bin::Add => "add",
             Bin::Sub => "subtract",
@@ -389,33 +390,59 @@ pub(crate) fn par_map<A: Copy + Sync, D: Copy + Send>(
 /// # Ok::<(), mxgluon::Error>(())
 /// ```
 pub fn add(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Add, a, b)
+    let out = binary(Bin::Add, a, b)?;
+    Ok(grad::record_binary(Bin::Add, a, b, out))
 }
 
 /// `a - b` with numpy broadcasting (see [`add`] for the rules).
 pub fn sub(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Sub, a, b)
+    let out = binary(Bin::Sub, a, b)?;
+    Ok(grad::record_binary(Bin::Sub, a, b, out))
 }
 
 /// `a * b` with numpy broadcasting (see [`add`] for the rules).
 pub fn mul(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Mul, a, b)
+    let out = binary(Bin::Mul, a, b)?;
+    Ok(grad::record_binary(Bin::Mul, a, b, out))
 }
 
 /// `a / b` with numpy broadcasting (see [`add`] for the rules). Integer division truncates and
 /// gives 0 when dividing by zero.
 pub fn div(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Div, a, b)
+    let out = binary(Bin::Div, a, b)?;
+    Ok(grad::record_binary(Bin::Div, a, b, out))
 }
 
 /// Elementwise maximum with numpy broadcasting (NaN propagates).
 pub fn maximum(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Max, a, b)
+    let out = binary(Bin::Max, a, b)?;
+    Ok(grad::record_binary(Bin::Max, a, b, out))
 }
 
 /// Elementwise minimum with numpy broadcasting (NaN propagates).
 pub fn minimum(a: &NDArray, b: &NDArray) -> Result<NDArray> {
-    binary(Bin::Min, a, b)
+    let out = binary(Bin::Min, a, b)?;
+    Ok(grad::record_binary(Bin::Min, a, b, out))
+}
+
+/// [`add`] without recording (used inside backward passes and kernels).
+pub(crate) fn add_untracked(a: &NDArray, b: &NDArray) -> Result<NDArray> {
+    binary(Bin::Add, a, b)
+}
+
+/// [`sub`] without recording.
+pub(crate) fn sub_untracked(a: &NDArray, b: &NDArray) -> Result<NDArray> {
+    binary(Bin::Sub, a, b)
+}
+
+/// [`mul`] without recording.
+pub(crate) fn mul_untracked(a: &NDArray, b: &NDArray) -> Result<NDArray> {
+    binary(Bin::Mul, a, b)
+}
+
+/// [`div`] without recording.
+pub(crate) fn div_untracked(a: &NDArray, b: &NDArray) -> Result<NDArray> {
+    binary(Bin::Div, a, b)
 }
 
 // --------------------------------------------------------------------------------- unary math
@@ -451,11 +478,6 @@ fn unary_float(
     }
     normalize_bool(&out);
     Ok(out)
-}
-
-/// Applies a function expressed with [`Scalar`] operations to every element.
-fn unary_scalar(a: &NDArray, op: fn(&NDArray) -> Result<NDArray>) -> Result<NDArray> {
-    op(a)
 }
 
 macro_rules! unary_generic {
@@ -516,42 +538,82 @@ impl NDArray {
 
     /// `self + v`; `v` is first converted to the array's dtype (`as` semantics), like MXNet.
     pub fn add_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Add, self, v, false)
+        Ok(grad::record_scalar(
+            "add_scalar",
+            ScalarOp::Shift,
+            self,
+            scalar_op(Bin::Add, self, v, false)?,
+        ))
     }
 
     /// `self - v` (`v` converted to the array's dtype).
     pub fn sub_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Sub, self, v, false)
+        Ok(grad::record_scalar(
+            "sub_scalar",
+            ScalarOp::Shift,
+            self,
+            scalar_op(Bin::Sub, self, v, false)?,
+        ))
     }
 
     /// `v - self` (`v` converted to the array's dtype).
     pub fn rsub_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Sub, self, v, true)
+        Ok(grad::record_scalar(
+            "rsub_scalar",
+            ScalarOp::RSub,
+            self,
+            scalar_op(Bin::Sub, self, v, true)?,
+        ))
     }
 
     /// `self * v` (`v` converted to the array's dtype).
     pub fn mul_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Mul, self, v, false)
+        Ok(grad::record_scalar(
+            "mul_scalar",
+            ScalarOp::Mul(v),
+            self,
+            scalar_op(Bin::Mul, self, v, false)?,
+        ))
     }
 
     /// `self / v` (`v` converted to the array's dtype; integer division by zero gives 0).
     pub fn div_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Div, self, v, false)
+        Ok(grad::record_scalar(
+            "div_scalar",
+            ScalarOp::Div(v),
+            self,
+            scalar_op(Bin::Div, self, v, false)?,
+        ))
     }
 
     /// `v / self` (`v` converted to the array's dtype; integer division by zero gives 0).
     pub fn rdiv_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Div, self, v, true)
+        Ok(grad::record_scalar(
+            "rdiv_scalar",
+            ScalarOp::RDiv,
+            self,
+            scalar_op(Bin::Div, self, v, true)?,
+        ))
     }
 
     /// `max(self, v)` elementwise (`v` converted to the array's dtype; NaN propagates).
     pub fn maximum_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Max, self, v, false)
+        Ok(grad::record_scalar(
+            "maximum_scalar",
+            ScalarOp::Max(v),
+            self,
+            scalar_op(Bin::Max, self, v, false)?,
+        ))
     }
 
     /// `min(self, v)` elementwise (`v` converted to the array's dtype; NaN propagates).
     pub fn minimum_scalar(&self, v: f64) -> Result<NDArray> {
-        scalar_op(Bin::Min, self, v, false)
+        Ok(grad::record_scalar(
+            "minimum_scalar",
+            ScalarOp::Min(v),
+            self,
+            scalar_op(Bin::Min, self, v, false)?,
+        ))
     }
 
     /// `max(self, 0)`: the rectified linear unit.
@@ -567,9 +629,14 @@ impl NDArray {
                 format!("a_min {a_min} must not be greater than a_max {a_max}"),
             ));
         }
-        let out = self.maximum_scalar(a_min)?;
+        let out = scalar_op(Bin::Max, self, a_min, false)?;
         binary_scalar_inplace(Bin::Min, &out, a_max);
-        Ok(out)
+        Ok(grad::record_unary(
+            "clip",
+            UnaryOp::Clip(a_min, a_max),
+            self,
+            out,
+        ))
     }
 
     /// `self += other` in place; `other` must broadcast to `self`'s shape. Writes are visible
@@ -595,32 +662,62 @@ impl NDArray {
 
     /// `-self` (integers wrap).
     pub fn neg(&self) -> Result<NDArray> {
-        unary_scalar(self, neg_impl)
+        Ok(grad::record_unary(
+            "negative",
+            UnaryOp::Neg,
+            self,
+            neg_impl(self)?,
+        ))
     }
 
     /// `|self|` (integers wrap at their minimum).
     pub fn abs(&self) -> Result<NDArray> {
-        unary_scalar(self, abs_impl)
+        Ok(grad::record_unary(
+            "abs",
+            UnaryOp::Abs,
+            self,
+            abs_impl(self)?,
+        ))
     }
 
     /// `self * self`.
     pub fn square(&self) -> Result<NDArray> {
-        unary_scalar(self, square_impl)
+        Ok(grad::record_unary(
+            "square",
+            UnaryOp::Square,
+            self,
+            square_impl(self)?,
+        ))
     }
 
     /// Square root (integers go through f64 and are converted back).
     pub fn sqrt(&self) -> Result<NDArray> {
-        unary_float(self, f32::sqrt, f64::sqrt)
+        Ok(grad::record_unary(
+            "sqrt",
+            UnaryOp::Sqrt,
+            self,
+            unary_float(self, f32::sqrt, f64::sqrt)?,
+        ))
     }
 
     /// `e^self` (integers go through f64 and are converted back).
     pub fn exp(&self) -> Result<NDArray> {
-        unary_float(self, f32::exp, f64::exp)
+        Ok(grad::record_unary(
+            "exp",
+            UnaryOp::Exp,
+            self,
+            unary_float(self, f32::exp, f64::exp)?,
+        ))
     }
 
     /// Natural logarithm (integers go through f64 and are converted back).
     pub fn log(&self) -> Result<NDArray> {
-        unary_float(self, f32::ln, f64::ln)
+        Ok(grad::record_unary(
+            "log",
+            UnaryOp::Log,
+            self,
+            unary_float(self, f32::ln, f64::ln)?,
+        ))
     }
 }
 

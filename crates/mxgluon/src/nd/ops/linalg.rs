@@ -315,6 +315,56 @@ pub fn dot(a: &NDArray, b: &NDArray) -> Result<NDArray> {
 /// axes end the result). A result with no axis has shape `(1,)`. Operands must share dtype and
 /// context; mismatched contracted dimensions are an [`Error::ShapeMismatch`].
 pub fn dot_t(a: &NDArray, b: &NDArray, transpose_a: bool, transpose_b: bool) -> Result<NDArray> {
+    let out = dot_t_untracked(a, b, transpose_a, transpose_b)?;
+    Ok(super::grad::record_dot(a, b, transpose_a, transpose_b, out))
+}
+
+/// `op(a) · op(b)` for 2-D `a` and `b`, stored into `out` (overwritten, or added to when
+/// `accumulate`). Shapes must agree exactly.
+pub(crate) fn gemm_into(
+    a: &NDArray,
+    b: &NDArray,
+    ta: bool,
+    tb: bool,
+    out: &NDArray,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "dot";
+    check_pair(OP, a, b)?;
+    check_pair(OP, a, out)?;
+    let (sa, sb) = (a.shape(), b.shape());
+    let (m, k) = if ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+    let (kb, n) = if tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
+    if k != kb || out.shape() != [m, n] {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: sa.to_vec(),
+            rhs: sb.to_vec(),
+            detail: format!(
+                "cannot store the product in an array of shape {}",
+                fmt_shape(out.shape())
+            ),
+        });
+    }
+    Gemm {
+        m,
+        n,
+        k,
+        ta,
+        tb,
+        accumulate,
+    }
+    .run(a.dtype(), a, b, out);
+    Ok(())
+}
+
+/// [`dot_t`] without recording.
+pub(crate) fn dot_t_untracked(
+    a: &NDArray,
+    b: &NDArray,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<NDArray> {
     const OP: &str = "dot";
     check_pair(OP, a, b)?;
     let (sa, sb) = (a.shape(), b.shape());
@@ -476,5 +526,13 @@ pub fn fully_connected_with(
         accumulate: bias.is_some(),
     }
     .run(dtype, x, weight, &out);
+    if crate::autograd::tracked(&[x, weight])
+        || bias.is_some_and(|b| crate::autograd::tracked(&[b]))
+    {
+        let x2 = x.reshape_view(&[rows, in_units])?;
+        return Ok(super::grad::record_fully_connected(
+            x, &x2, weight, bias, out,
+        ));
+    }
     Ok(out)
 }

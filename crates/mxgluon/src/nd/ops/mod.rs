@@ -7,11 +7,14 @@
 //! new memory on that context.
 
 mod elementwise;
+pub(crate) mod grad;
 mod linalg;
 mod reduce;
 mod transpose;
 
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
+pub(crate) use elementwise::{add_untracked, div_untracked, mul_untracked, sub_untracked};
+pub(crate) use linalg::dot_t_untracked;
 pub use linalg::{
     dot, dot_t, fully_connected, fully_connected_with, set_transpose_cache_budget,
     transpose_cache_budget,

@@ -213,6 +213,38 @@ fn accumulate<T: Copy, A: Copy>(
     }
 }
 
+/// Records a reduction over every axis.
+fn record_all(x: &NDArray, name: &'static str, scale: f64, out: NDArray) -> NDArray {
+    if !crate::autograd::tracked(&[x]) {
+        return out;
+    }
+    let keep = vec![1; x.ndim()];
+    super::grad::record_reduce(name, x, keep, scale, out)
+}
+
+/// Records a reduction over `axes` (validated by the forward pass; empty = all).
+fn record_axes(
+    x: &NDArray,
+    name: &'static str,
+    axes: &[usize],
+    mean: bool,
+    out: NDArray,
+) -> NDArray {
+    if !crate::autograd::tracked(&[x]) {
+        return out;
+    }
+    let mut keep = x.shape().to_vec();
+    let mut count = 1usize;
+    for (i, d) in keep.iter_mut().enumerate() {
+        if axes.is_empty() || axes.contains(&i) {
+            count *= *d;
+            *d = 1;
+        }
+    }
+    let scale = if mean { 1.0 / count.max(1) as f64 } else { 1.0 };
+    super::grad::record_reduce(name, x, keep, scale, out)
+}
+
 impl NDArray {
     /// Sum of all elements, as a `(1,)` array of this dtype (MXNet's `nd.sum(a)`).
     ///
@@ -226,24 +258,34 @@ impl NDArray {
     /// # Ok::<(), mxgluon::Error>(())
     /// ```
     pub fn sum(&self) -> Result<NDArray> {
-        reduce_all(self, Kind::Sum)
+        let out = reduce_all(self, Kind::Sum)?;
+        Ok(record_all(self, "sum", 1.0, out))
     }
 
     /// Mean of all elements, as a `(1,)` array (integers: truncated quotient; empty: NaN or 0).
     pub fn mean(&self) -> Result<NDArray> {
-        reduce_all(self, Kind::Mean)
+        let out = reduce_all(self, Kind::Mean)?;
+        let scale = 1.0 / self.size().max(1) as f64;
+        Ok(record_all(self, "mean", scale, out))
     }
 
     /// Sum over `axes` (an empty slice means every axis). With `keepdims` the reduced axes stay
     /// as size 1; otherwise they are removed (a result with no axis left has shape `(1,)`).
     /// An axis out of range, or given twice, is an [`Error::InvalidArgument`].
     pub fn sum_axis(&self, axes: &[usize], keepdims: bool) -> Result<NDArray> {
+        let out = reduce_axes(self, axes, keepdims, Kind::Sum)?;
+        Ok(record_axes(self, "sum", axes, false, out))
+    }
+
+    /// [`NDArray::sum_axis`] without recording.
+    pub(crate) fn sum_axis_untracked(&self, axes: &[usize], keepdims: bool) -> Result<NDArray> {
         reduce_axes(self, axes, keepdims, Kind::Sum)
     }
 
     /// Mean over `axes`; see [`NDArray::sum_axis`].
     pub fn mean_axis(&self, axes: &[usize], keepdims: bool) -> Result<NDArray> {
-        reduce_axes(self, axes, keepdims, Kind::Mean)
+        let out = reduce_axes(self, axes, keepdims, Kind::Mean)?;
+        Ok(record_axes(self, "mean", axes, true, out))
     }
 
     /// Largest element as a `(1,)` array (NaN if any element is NaN). Empty arrays are an
