@@ -292,6 +292,63 @@ pub enum Error {
         reason: String,
     },
 
+    // ---------------------------------------------------------------- ParameterDict errors
+    /// `ParameterDict::get` found an existing parameter whose attribute differs from the one
+    /// asked for.
+    #[error("cannot retrieve parameter '{name}': the requested {attribute} '{desired}' does not match its stored {attribute} '{stored}'; ask for the stored value (or leave the attribute unset), or use another name")]
+    ParameterAttributeMismatch {
+        /// Full parameter name.
+        name: String,
+        /// The attribute, e.g. `"shape"`, `"lr_mult"`.
+        attribute: &'static str,
+        /// The requested value, as text.
+        desired: String,
+        /// The stored value, as text.
+        stored: String,
+    },
+
+    /// Two different parameters would be stored in one `ParameterDict` under the same name.
+    #[error("cannot add parameter '{name}': the dict already holds a different parameter with that name; share the parameter itself (e.g. through a shared ParameterDict) or give one of them another name")]
+    DuplicateParameter {
+        /// Full parameter name.
+        name: String,
+    },
+
+    /// `ParameterDict::get_constant` without a value for a constant that does not exist.
+    #[error("no constant named '{name}'; give a value to create it")]
+    ConstantNotFound {
+        /// Full constant name.
+        name: String,
+    },
+
+    /// `ParameterDict::get_constant` with a value named an ordinary parameter.
+    #[error("parameter '{name}' already exists but it is not a constant; use another name for the constant")]
+    NotAConstant {
+        /// Full parameter name.
+        name: String,
+    },
+
+    /// `ParameterDict::get_constant` with a value different from the stored constant's.
+    #[error("constant '{name}' already exists with a different value (stored: shape {}, given: shape {}); pass the same value, no value, or use another name", fmt_shape(stored_shape), fmt_shape(given_shape))]
+    ConstantValueMismatch {
+        /// Full constant name.
+        name: String,
+        /// Shape of the stored value.
+        stored_shape: Vec<usize>,
+        /// Shape of the given value.
+        given_shape: Vec<usize>,
+    },
+
+    /// A parameter selection pattern (`ParameterDict::select`) is not a valid regular
+    /// expression.
+    #[error("invalid parameter selection pattern {pattern:?}: {reason}")]
+    InvalidRegex {
+        /// The pattern given.
+        pattern: String,
+        /// What the regex parser reported.
+        reason: String,
+    },
+
     // ---------------------------------------------------------------- initializers
     /// An initializer name is not registered.
     #[error("initializer {name:?} is not registered; known initializers: {}", known.join(", "))]
@@ -361,7 +418,12 @@ impl Error {
             | Error::WrongParameterStorage { name, .. }
             | Error::ParameterDTypeMismatch { name, .. }
             | Error::ParameterContextMismatch { name, .. }
-            | Error::InvalidParameterValue { name, .. } => Some(name),
+            | Error::InvalidParameterValue { name, .. }
+            | Error::ParameterAttributeMismatch { name, .. }
+            | Error::DuplicateParameter { name }
+            | Error::ConstantNotFound { name }
+            | Error::NotAConstant { name }
+            | Error::ConstantValueMismatch { name, .. } => Some(name),
             Error::InitializerFailed { name, .. } => Some(name),
             _ => None,
         }

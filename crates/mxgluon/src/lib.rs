@@ -23,7 +23,7 @@
 //!
 //! Layers, lowest first (a layer never imports a higher one): [`context`] and [`dtype`];
 //! [`nd`] (arrays and operators); [`random`] and [`init`]; [`gluon`] (`Parameter`,
-//! `Constant`). See `ARCHITECTURE.md` in the repository for the map.
+//! `Constant`, `ParameterDict`). See `ARCHITECTURE.md` in the repository for the map.
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
@@ -39,7 +39,7 @@ pub mod random;
 pub use context::{Context, ContextGuard, ContextList, DeviceType};
 pub use dtype::{DType, Element, GradReq, StorageType};
 pub use error::{Error, Result};
-pub use gluon::{Constant, Parameter};
+pub use gluon::{Constant, Parameter, ParameterDict};
 pub use nd::NDArray;
 
 /// `half`'s 16-bit float types, re-exported for element access.

@@ -107,7 +107,7 @@ impl Constant {
     /// A constant named `name` holding a copy of `value` (shape and dtype taken from it).
     pub fn new(name: impl Into<String>, value: &NDArray) -> Result<Constant> {
         let value = value.copy_to(value.context())?;
-        let param = Parameter::build(name.into(), true, GradReq::Null)
+        let param = Parameter::build(name.into(), Some(value.clone()), GradReq::Null)
             .with_shape(value.shape())
             .with_dtype(value.dtype())
             .with_init(InitSpec::from(ConstantValue {

@@ -133,6 +133,9 @@ struct Inner {
     name: String,
     /// Set for the parameter inside a [`Constant`](super::Constant): grad_req stays null.
     constant: bool,
+    /// The value of a [`Constant`](super::Constant) (as given at construction), so that
+    /// `ParameterDict::get_constant` can compare it; `None` for ordinary parameters.
+    constant_value: Option<NDArray>,
     state: RwLock<State>,
 }
 
@@ -235,14 +238,20 @@ impl Parameter {
     /// A new parameter: grad_req `write`, dtype float32, lr/wd multipliers 1.0, unknown shape,
     /// no initializer, no deferred initialization, differentiable, dense storage.
     pub fn new(name: impl Into<String>) -> Parameter {
-        Parameter::build(name.into(), false, GradReq::Write)
+        Parameter::build(name.into(), None, GradReq::Write)
     }
 
-    pub(crate) fn build(name: String, constant: bool, grad_req: GradReq) -> Parameter {
+    /// `constant_value` is `Some` exactly for the parameter of a [`Constant`](super::Constant).
+    pub(crate) fn build(
+        name: String,
+        constant_value: Option<NDArray>,
+        grad_req: GradReq,
+    ) -> Parameter {
         Parameter {
             inner: Arc::new(Inner {
                 name,
-                constant,
+                constant: constant_value.is_some(),
+                constant_value,
                 state: RwLock::new(State {
                     shape: None,
                     dtype: DType::Float32,
@@ -369,6 +378,12 @@ impl Parameter {
     /// Whether this is the parameter of a [`Constant`](super::Constant).
     pub fn is_constant(&self) -> bool {
         self.inner.constant
+    }
+
+    /// The value a [`Constant`](super::Constant) was created with; `None` for ordinary
+    /// parameters.
+    pub(crate) fn constant_value(&self) -> Option<&NDArray> {
+        self.inner.constant_value.as_ref()
     }
 
     /// The shape (`None` when unknown; `0` marks an unknown dimension).

@@ -108,6 +108,29 @@ impl InitSpec {
     }
 }
 
+/// MXNet's `==` on the values a parameter's `init` can hold: two objects are equal when
+/// [`equal`] says so (same kind, equal kwargs); two strings when they are the same string; an
+/// object never equals a string (Python's `Initializer.__eq__` returns `False` for a non-
+/// initializer, so `Zero()` differs from `'zeros'`). Strings are not resolved.
+///
+/// ```
+/// use mxgluon::init::{InitSpec, One, Uniform, Zero};
+/// assert_eq!(InitSpec::from(One), InitSpec::from(One));
+/// assert_eq!(InitSpec::from(Uniform::default()), InitSpec::from(Uniform::new(0.07)));
+/// assert_ne!(InitSpec::from(One), InitSpec::from(Zero));
+/// assert_eq!(InitSpec::from("zeros"), InitSpec::from("zeros"));
+/// assert_ne!(InitSpec::from(Zero), InitSpec::from("zeros"));
+/// ```
+impl PartialEq for InitSpec {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (InitSpec::Object(a), InitSpec::Object(b)) => Arc::ptr_eq(a, b) || equal(&**a, &**b),
+            (InitSpec::Str(a), InitSpec::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// The global default initializer, `Uniform(0.07)`.
 pub fn default_initializer() -> Arc<dyn Initializer> {
     Arc::new(Uniform::default())
