@@ -8,7 +8,9 @@
 
 mod elementwise;
 mod linalg;
+pub(crate) mod nn;
 mod reduce;
+pub(crate) mod shape_ops;
 mod transpose;
 
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
