@@ -18,6 +18,7 @@ pub use linalg::{
     dot, dot_t, fully_connected, fully_connected_with, set_transpose_cache_budget,
     transpose_cache_budget,
 };
+pub use nn::{ActType, LeakyAct};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;
