@@ -123,7 +123,8 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn error_fn(self) -> Self {
-        erf(f64::from(self)) as f32
+        // f32 needs far fewer series terms than f64.
+        erf_to(f64::from(self), 1e-9) as f32
     }
     #[inline(always)]
     fn is_nan(self) -> bool {
@@ -201,6 +202,11 @@ const INV_ODD: [f64; ERF_TERMS] = {
 /// For `|x| < 6` it sums `erf(a) = 2/√π · e^{-a²} · Σₙ a (2a²)ⁿ / (1·3·…·(2n+1))`, whose terms
 /// are all positive (no cancellation); beyond that `erf` is ±1 in f64.
 pub(crate) fn erf(x: f64) -> f64 {
+    erf_to(x, 1e-17)
+}
+
+/// [`erf`] stopping the series once a term falls below `rel` times the sum.
+fn erf_to(x: f64, rel: f64) -> f64 {
     let a = x.abs();
     if a.is_nan() {
         return x;
@@ -214,7 +220,7 @@ pub(crate) fn erf(x: f64) -> f64 {
     for inv in &INV_ODD[1..] {
         term *= q * inv;
         sum += term;
-        if term <= sum * 1e-17 {
+        if term <= sum * rel {
             break;
         }
     }
@@ -469,6 +475,19 @@ pub(super) fn reduce_rows(
     n_acc: usize,
     f: impl Fn(usize, &mut [f64]) + Sync,
 ) -> Vec<f64> {
+    let mut acc = vec![0.0; n_acc];
+    reduce_rows_into(n_rows, row_cost, &mut acc, f);
+    acc
+}
+
+/// [`reduce_rows`] adding into `acc` (no allocation unless the work is split).
+pub(super) fn reduce_rows_into(
+    n_rows: usize,
+    row_cost: usize,
+    acc: &mut [f64],
+    f: impl Fn(usize, &mut [f64]) + Sync,
+) {
+    let n_acc = acc.len();
     let cost = row_cost.max(1);
     let total = n_rows.saturating_mul(cost);
     if n_rows > 1 && par::worth_parallel(total) {
@@ -485,20 +504,26 @@ pub(super) fn reduce_rows(
                     acc
                 })
                 .collect();
-            let mut acc = vec![0.0; n_acc];
             for p in partials {
                 for (a, v) in acc.iter_mut().zip(p) {
                     *a += v;
                 }
             }
-            return acc;
+            return;
         }
     }
-    let mut acc = vec![0.0; n_acc];
     for r in 0..n_rows {
-        f(r, &mut acc);
+        f(r, acc);
     }
-    acc
+}
+
+/// Reads `a`'s elements (any dtype) into `dst` as f64.
+fn read_f64_into(a: &NDArray, dst: &mut [f64]) {
+    crate::dispatch_dtype!(a.dtype(), T => a.read_slice::<T, _>(|s| {
+        for (d, v) in dst.iter_mut().zip(s) {
+            *d = <T as crate::dtype::Scalar>::to_f64(*v);
+        }
+    }));
 }
 
 /// `Σ f(s[i])` in f64 with 8 independent accumulators (so the loop vectorises).
@@ -1265,16 +1290,19 @@ fn check_channel_params(
 }
 
 /// Per-channel sums over an `(outer, C, inner)` layout of both components of
-/// `t(a, b, per_c[c])`, in f64: `2C` values, the first components' sums first.
+/// `t(a, b, per_c[c])`, in f64, into `out` (`2C` values, the first components' sums first;
+/// overwritten).
 fn channel_sums<R: Real>(
     a: &[R],
     b: &[R],
     (outer, c, inner): (usize, usize, usize),
     per_c: &[f64],
+    out: &mut [f64],
     t: impl Fn(f64, f64, f64) -> (f64, f64) + Sync,
-) -> Vec<f64> {
+) {
+    out.fill(0.0);
     if inner == 1 {
-        reduce_rows(outer, c, 2 * c, |o, acc| {
+        reduce_rows_into(outer, c, out, |o, acc| {
             let (s0, s1) = acc.split_at_mut(c);
             let (ar, br) = (&a[o * c..(o + 1) * c], &b[o * c..(o + 1) * c]);
             for ((((s0, s1), &x), &y), &m) in s0.iter_mut().zip(s1).zip(ar).zip(br).zip(per_c) {
@@ -1284,7 +1312,7 @@ fn channel_sums<R: Real>(
             }
         })
     } else {
-        reduce_rows(outer * c, inner, 2 * c, |r, acc| {
+        reduce_rows_into(outer * c, inner, out, |r, acc| {
             let ch = r % c;
             let m = per_c[ch];
             let (ar, br) = (
@@ -1299,12 +1327,12 @@ fn channel_sums<R: Real>(
 }
 
 /// Per-channel coefficients of [`channel_affine`].
-struct Affine<R> {
-    m: Vec<R>,
-    s: Vec<R>,
-    k: Vec<R>,
+struct Affine<'a, R> {
+    m: &'a [R],
+    s: &'a [R],
+    k: &'a [R],
     /// Empty when there is no `g` term.
-    w: Vec<R>,
+    w: &'a [R],
 }
 
 /// `out = (x - m[c]) * s[c] + k[c]` (and with `g`: `+ g * w[c]`) over `(outer, C, inner)`.
@@ -1313,9 +1341,9 @@ fn channel_affine<R: Real>(
     g: Option<&[R]>,
     out: &mut [R],
     (_, c, inner): (usize, usize, usize),
-    coef: &Affine<R>,
+    coef: &Affine<'_, R>,
 ) {
-    let (m, s, k, w) = (&coef.m, &coef.s, &coef.k, &coef.w);
+    let (m, s, k, w) = (coef.m, coef.s, coef.k, coef.w);
     if inner == 1 {
         for_each_row(out, c, |o, row| {
             let xr = &x[o * c..(o + 1) * c];
@@ -1430,58 +1458,70 @@ pub(crate) fn batch_norm_fwd(
             reason: "batch statistics need at least one element per channel".into(),
         });
     }
-    let (rmv, rvv) = (running_mean.to_f64_vec(), running_var.to_f64_vec());
-    let g = (!fix_gamma).then(|| gamma.to_f64_vec());
-    let beta_v = beta.to_f64_vec();
-    let (y, batch) = with_real!(OP, x.dtype(), R => {
+    // Per-channel f64 scratch (one allocation): running mean and variance, gamma, beta, the
+    // statistics used, invstd, and two components of sums.
+    let mut buf = vec![0.0f64; 9 * c];
+    let (rmv, rest) = buf.split_at_mut(c);
+    let (rvv, rest) = rest.split_at_mut(c);
+    let (gv, rest) = rest.split_at_mut(c);
+    let (bv, rest) = rest.split_at_mut(c);
+    let (mean, rest) = rest.split_at_mut(c);
+    let (var, rest) = rest.split_at_mut(c);
+    let (invstd, sums) = rest.split_at_mut(c);
+    read_f64_into(running_mean, rmv);
+    read_f64_into(running_var, rvv);
+    if fix_gamma {
+        gv.fill(1.0);
+    } else {
+        read_f64_into(gamma, gv);
+    }
+    read_f64_into(beta, bv);
+    let y = with_real!(OP, x.dtype(), R => {
         let y = NDArray::for_overwrite(x.shape(), x.dtype(), x.context())?;
-        let batch = read_real::<R, _>(x, |xs| {
-            let batch = use_batch.then(|| {
+        read_real::<R, _>(x, |xs| {
+            if use_batch {
                 let n = (outer * inner) as f64;
-                let zeros = vec![0.0; c];
-                let s = channel_sums(xs, xs, dims, &zeros, |v, _, _| (v, 0.0));
-                let mean: Vec<f64> = s[..c].iter().map(|s| s / n).collect();
-                let q = channel_sums(xs, xs, dims, &mean, |v, _, m| ((v - m) * (v - m), 0.0));
-                let var: Vec<f64> = q[..c].iter().map(|q| q / n).collect();
-                (mean, var)
-            });
-            let (mean, var) = batch.as_ref().map_or((&rmv, &rvv), |(m, v)| (m, v));
-            let mut coef = Affine {
-                m: Vec::with_capacity(c),
-                s: Vec::with_capacity(c),
-                k: Vec::with_capacity(c),
-                w: Vec::new(),
-            };
-            for j in 0..c {
-                coef.m.push(R::of(mean[j]));
-                let gj = g.as_ref().map_or(1.0, |g| g[j]);
-                coef.s.push(R::of(gj * invstd_of(var[j], eps, use_batch)));
-                coef.k.push(R::of(beta_v[j]));
+                // `var` is still zeros: the mean pass ignores its per-channel value.
+                channel_sums(xs, xs, dims, var, sums, |v, _, _| (v, 0.0));
+                for (m, s) in mean.iter_mut().zip(&sums[..c]) {
+                    *m = s / n;
+                }
+                channel_sums(xs, xs, dims, mean, sums, |v, _, m| ((v - m) * (v - m), 0.0));
+                for (v, s) in var.iter_mut().zip(&sums[..c]) {
+                    *v = s / n;
+                }
+            } else {
+                mean.copy_from_slice(rmv);
+                var.copy_from_slice(rvv);
             }
+            for (i, &v) in invstd.iter_mut().zip(var.iter()) {
+                *i = invstd_of(v, eps, use_batch);
+            }
+            let mut coef = Vec::with_capacity(3 * c);
+            coef.extend(mean.iter().map(|&v| R::of(v)));
+            coef.extend(gv.iter().zip(invstd.iter()).map(|(g, i)| R::of(g * i)));
+            coef.extend(bv.iter().map(|&v| R::of(v)));
+            let (m, rest) = coef.split_at(c);
+            let (s, k) = rest.split_at(c);
+            let coef = Affine { m, s, k, w: &[] };
             write_real::<R, _>(&y, |ys| channel_affine(xs, None, ys, dims, &coef));
-            batch
         });
-        (y, batch)
+        y
     });
-    let (mean, var) = match &batch {
-        Some((m, v)) => {
-            let upd = |run: &[f64], b: &[f64]| -> Vec<f64> {
-                run.iter()
-                    .zip(b)
-                    .map(|(r, b)| r * momentum + b * (1.0 - momentum))
-                    .collect()
-            };
-            store_real(running_mean, &upd(&rmv, m));
-            store_real(running_var, &upd(&rvv, v));
-            (m, v)
+    if use_batch {
+        for (r, b) in rmv.iter_mut().zip(mean.iter()) {
+            *r = *r * momentum + b * (1.0 - momentum);
         }
-        None => (&rmv, &rvv),
-    };
-    let invstd: Vec<f64> = var.iter().map(|&v| invstd_of(v, eps, use_batch)).collect();
+        for (r, b) in rvv.iter_mut().zip(var.iter()) {
+            *r = *r * momentum + b * (1.0 - momentum);
+        }
+        store_real(running_mean, rmv);
+        store_real(running_var, rvv);
+    }
     Ok(BatchNormOut {
         y,
         mean: array_from_f64(mean, &[c], pdt, x.context())?,
-        invstd: array_from_f64(&invstd, &[c], pdt, x.context())?,
+        invstd: array_from_f64(invstd, &[c], pdt, x.context())?,
     })
 }
 
@@ -1518,54 +1558,56 @@ pub(crate) fn batch_norm_bwd(
     )?;
     let dims = split3(x.shape(), axis);
     let (outer, c, inner) = dims;
-    let mean = saved.mean.to_f64_vec();
-    let inv = saved.invstd.to_f64_vec();
-    let w = if fix_gamma {
-        vec![1.0; c]
+    // Per-channel f64 scratch: mean, invstd, gamma (or 1), sums of dy and of (x - mean)·dy.
+    let mut buf = vec![0.0f64; 5 * c];
+    let (mean, rest) = buf.split_at_mut(c);
+    let (inv, rest) = rest.split_at_mut(c);
+    let (w, sums) = rest.split_at_mut(c);
+    read_f64_into(&saved.mean, mean);
+    read_f64_into(&saved.invstd, inv);
+    if fix_gamma {
+        w.fill(1.0);
     } else {
-        gamma.to_f64_vec()
-    };
+        read_f64_into(gamma, w);
+    }
     let n = (outer * inner) as f64;
-    let (dx, sums) = with_real!(OP, x.dtype(), R => {
+    let dx = with_real!(OP, x.dtype(), R => {
         let dx = NDArray::for_overwrite(x.shape(), x.dtype(), x.context())?;
-        let sums = read_real2::<R, _>(x, dy, |xs, gs| {
-            let sums = channel_sums(xs, gs, dims, &mean, |v, g, m| (g, (v - m) * g));
+        read_real2::<R, _>(x, dy, |xs, gs| {
+            channel_sums(xs, gs, dims, mean, sums, |v, g, m| (g, (v - m) * g));
             let (sum_dy, dotp) = sums.split_at(c);
             // dx = dy·a + (x - mean)·b + k per channel.
-            let mut a = Vec::with_capacity(c);
-            let mut b = Vec::with_capacity(c);
-            let mut k = Vec::with_capacity(c);
+            let mut coef = vec![R::ZERO; 4 * c];
+            let (cm, rest) = coef.split_at_mut(c);
+            let (ca, rest) = rest.split_at_mut(c);
+            let (cb, ck) = rest.split_at_mut(c);
             for j in 0..c {
                 let iw = inv[j] * w[j];
-                a.push(R::of(iw));
+                cm[j] = R::of(mean[j]);
+                ca[j] = R::of(iw);
                 if use_batch_stats && n > 0.0 {
-                    b.push(R::of(-dotp[j] * inv[j] * inv[j] / n * iw));
-                    k.push(R::of(-sum_dy[j] / n * iw));
-                } else {
-                    b.push(R::ZERO);
-                    k.push(R::ZERO);
+                    cb[j] = R::of(-dotp[j] * inv[j] * inv[j] / n * iw);
+                    ck[j] = R::of(-sum_dy[j] / n * iw);
                 }
             }
             let coef = Affine {
-                m: mean.iter().map(|&v| R::of(v)).collect(),
-                s: b,
-                k,
-                w: a,
+                m: cm,
+                s: cb,
+                k: ck,
+                w: ca,
             };
             write_real::<R, _>(&dx, |d| channel_affine(xs, Some(gs), d, dims, &coef));
-            sums
         });
-        (dx, sums)
+        dx
     });
-    let (sum_dy, dotp) = sums.split_at(c);
-    let dgamma: Vec<f64> = if fix_gamma {
-        vec![0.0; c]
-    } else {
-        dotp.iter().zip(&inv).map(|(d, i)| d * i).collect()
-    };
+    let (sum_dy, dotp) = sums.split_at_mut(c);
+    // dgamma = dotp · invstd (zeros with fix_gamma), computed in place.
+    for (d, &i) in dotp.iter_mut().zip(inv.iter()) {
+        *d = if fix_gamma { 0.0 } else { *d * i };
+    }
     Ok((
         dx,
-        array_from_f64(&dgamma, &[c], pdt, x.context())?,
+        array_from_f64(dotp, &[c], pdt, x.context())?,
         array_from_f64(sum_dy, &[c], pdt, x.context())?,
     ))
 }
