@@ -9,7 +9,9 @@
 mod elementwise;
 pub(crate) mod grad;
 mod linalg;
+pub(crate) mod nn;
 mod reduce;
+pub(crate) mod shape_ops;
 mod transpose;
 
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
@@ -19,6 +21,7 @@ pub use linalg::{
     dot, dot_t, fully_connected, fully_connected_with, set_transpose_cache_budget,
     transpose_cache_budget,
 };
+pub use nn::{ActType, LeakyAct};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;
