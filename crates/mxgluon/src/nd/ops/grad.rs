@@ -60,29 +60,7 @@ pub(crate) fn zip_float(
     Ok(out)
 }
 
-/// Reduces a gradient of a broadcast result back to an operand's `shape` (numpy broadcasting:
-/// leading axes summed away, size-1 axes summed with keepdims).
-pub(crate) fn sum_to_shape(g: &NDArray, shape: &[usize]) -> Result<NDArray> {
-    if g.shape() == shape {
-        return Ok(g.clone());
-    }
-    let lead = g.ndim() - shape.len();
-    let axes: Vec<usize> = (0..g.ndim())
-        .filter(|&i| i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1))
-        .collect();
-    let s = g.sum_axis(&axes, true)?;
-    s.reshape_view(shape)
-}
-
-/// `dy` broadcast to `shape` (new memory).
-pub(crate) fn broadcast_to(dy: &NDArray, shape: &[usize]) -> Result<NDArray> {
-    if dy.shape() == shape {
-        return Ok(dy.clone());
-    }
-    let z = NDArray::zeros(shape, dy.dtype(), dy.context())?;
-    z.add_assign(dy)?;
-    Ok(z)
-}
+pub(crate) use super::shape_ops::{broadcast_to, sum_to_shape};
 
 // ------------------------------------------------------------------ elementwise binary
 

@@ -10,6 +10,7 @@ mod elementwise;
 pub(crate) mod grad;
 mod linalg;
 pub(crate) mod nn;
+mod nn_ops;
 mod reduce;
 pub(crate) mod shape_ops;
 mod transpose;
@@ -22,6 +23,11 @@ pub use linalg::{
     transpose_cache_budget,
 };
 pub use nn::{ActType, LeakyAct};
+pub use nn_ops::{
+    activation, batch_norm, broadcast_to, concat, dropout, dropout_axes, embedding, flatten,
+    layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax, softmax_with_temperature, take,
+    transpose, BatchNormOptions,
+};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;

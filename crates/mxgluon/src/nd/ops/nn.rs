@@ -15,10 +15,6 @@
 //! This module also holds the compute-type plumbing ([`Real`], `with_real!`, row helpers) that
 //! `shape_ops` shares.
 
-// The autograd wrappers that will call these kernels are being written now; until they land
-// most items here have no caller. Remove this allowance together with them.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::str::FromStr;
 
@@ -71,8 +67,6 @@ pub(crate) trait Real:
     fn exp_m1(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
-    /// Square root.
-    fn sqrt(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
     /// The error function (see [`erf`]).
@@ -112,10 +106,6 @@ impl Real for f32 {
     #[inline(always)]
     fn tanh(self) -> Self {
         f32::tanh(self)
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
     }
     #[inline(always)]
     fn abs(self) -> Self {
@@ -163,10 +153,6 @@ impl Real for f64 {
     #[inline(always)]
     fn tanh(self) -> Self {
         f64::tanh(self)
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
     }
     #[inline(always)]
     fn abs(self) -> Self {

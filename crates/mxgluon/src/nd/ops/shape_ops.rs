@@ -6,10 +6,6 @@
 //! the float kernels of `nn` do (f64 for float64, f32 otherwise, sums of many terms in f64).
 //! Results are new arrays, except where a doc says a result may share memory with its input.
 
-// The autograd wrappers that will call these kernels are being written now; until they land
-// most items here have no caller. Remove this allowance together with them.
-#![allow(dead_code)]
-
 use super::check_pair;
 use super::elementwise::{bcast_strides, Plan};
 use super::nn::{
