@@ -49,6 +49,16 @@ pub enum Error {
     )]
     NoGraph,
 
+    /// A block could not infer the unknown shapes of its parameters from its first input, so
+    /// their deferred initialization could not complete (they stay deferred).
+    #[error("deferred initialization of block '{block}' failed because the parameter shapes cannot be inferred from the input: {reason}")]
+    ShapeInferenceFailed {
+        /// The block's prefix.
+        block: String,
+        /// Why inference failed.
+        reason: String,
+    },
+
     /// A second backward pass went through a graph whose saved arrays were already released.
     #[error(
         "the recorded graph was already released by a previous backward pass (at operator \

@@ -1,9 +1,14 @@
-//! Gluon: [`Parameter`], [`Constant`] and [`ParameterDict`].
+//! Gluon: [`Parameter`], [`Constant`] and [`ParameterDict`]; [`Block`]s and the layers of
+//! [`nn`]; the [`loss`] functions.
 
+mod block;
 mod constant;
+pub mod loss;
+pub mod nn;
 mod parameter;
 mod parameter_dict;
 
+pub use block::{fmt_block, Block, BlockBase, NameScope};
 pub use constant::Constant;
 pub use parameter::{DTypeSource, InitOptions, ParamState, Parameter};
 pub use parameter_dict::{ParamSpec, ParameterDict};
