@@ -81,6 +81,12 @@ class Harness:
         med, lo, hi, n = timing
         self._emit(workload, med * 1e3, lo * 1e3, hi * 1e3, "ms", False, n, impl, **extra)
 
+    def report_us_per(self, workload, timing, per, impl=None, **extra):
+        """Reports microseconds per unit of work when one call does `per` units."""
+        med, lo, hi, n = timing
+        self._emit(workload, med * 1e6 / per, lo * 1e6 / per, hi * 1e6 / per, "us", False, n,
+                   impl, **extra)
+
     def report_rate(self, workload, timing, amount, unit, impl=None, **extra):
         """Reports amount/time (e.g. GFLOP/s, GB/s): the fastest batch is the max."""
         med, lo, hi, n = timing
@@ -94,6 +100,9 @@ class Harness:
 FC_SEED = (16, 100, 64)  # batch, in_units, num_hidden
 FC_LARGE = (256, 1024, 4096)
 XAVIER_SHAPE = (4096, 4096)
+MLP = (784, 256, 256, 10)  # layer sizes of the mlp_fwd_bwd workload
+MLP_BATCH = 64
+OPS_PER_CALL = 100  # recorded ops per call of the recorded_op workloads
 NCTX = 4
 PARAM_BYTES = 4096 * 4096 * 4  # one f32 copy, 64 MiB
 BYTES_4CTX = NCTX * PARAM_BYTES  # written by set_data / zero_grad across 4 copies

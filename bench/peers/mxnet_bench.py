@@ -86,6 +86,52 @@ def main():
             hx.report_rate("zero_grad_4ctx", hx.time_per_call(zero_grad, kind="memory"),
                            h.BYTES_4CTX / 1e9, "GB/s", mode="p.zero_grad() + waitall, 4 contexts")
 
+    if hx.wants("mlp_fwd_bwd"):
+        from mxnet import autograd
+        from mxnet.gluon import nn
+        d0, d1, d2, d3 = h.MLP
+        net = nn.Sequential()
+        with net.name_scope():
+            net.add(nn.Dense(d1, in_units=d0, activation="relu"))
+            net.add(nn.Dense(d2, in_units=d1, activation="relu"))
+            net.add(nn.Dense(d3, in_units=d2))
+        net.initialize(mx.init.Xavier(), ctx=ctx)
+        x = nd.random.uniform(0, 1, shape=(h.MLP_BATCH, d0), ctx=ctx)
+        label = nd.array([(i * 7) % 10 for i in range(h.MLP_BATCH)], ctx=ctx)
+        lossf = gluon.loss.SoftmaxCrossEntropyLoss()
+
+        def step():
+            with autograd.record():
+                loss = lossf(net(x), label)
+            loss.backward()
+
+        hx.report_us("mlp_fwd_bwd", hx.time_per_call(step, batch_end=mx.nd.waitall),
+                     mode="Gluon nn.Sequential (not hybridized) + SoftmaxCrossEntropyLoss, "
+                          "record + backward; async, waitall per batch")
+
+    if hx.wants("recorded_op"):
+        from mxnet import autograd
+        x = nd.ones((4,), ctx=ctx)
+        x.attach_grad()
+
+        def chain():
+            with autograd.record():
+                y = x
+                for _ in range(h.OPS_PER_CALL):
+                    y = y * 1.0001
+            return y
+
+        def fwd():
+            chain()
+
+        def fwd_bwd():
+            chain().backward()
+
+        hx.report_us_per("recorded_op", hx.time_per_call(fwd, batch_end=mx.nd.waitall),
+                         h.OPS_PER_CALL, mode="per op: y * 1.0001 on (4,) under autograd.record")
+        hx.report_us_per("recorded_op_fwd_bwd", hx.time_per_call(fwd_bwd, batch_end=mx.nd.waitall),
+                         h.OPS_PER_CALL, mode="per op: the chain recorded, then backward")
+
 
 if __name__ == "__main__":
     main()

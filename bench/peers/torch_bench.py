@@ -64,6 +64,44 @@ def main():
                 hx.report_rate("zero_grad_4ctx", hx.time_per_call(zero_all, kind="memory"),
                                h.BYTES_4CTX / 1e9, "GB/s", mode="t.zero_() x4")
 
+    if hx.wants("mlp_fwd_bwd"):
+        d0, d1, d2, d3 = h.MLP
+        net = torch.nn.Sequential(torch.nn.Linear(d0, d1), torch.nn.ReLU(),
+                                  torch.nn.Linear(d1, d2), torch.nn.ReLU(),
+                                  torch.nn.Linear(d2, d3))
+        x = torch.rand(h.MLP_BATCH, d0)
+        label = torch.tensor([(i * 7) % 10 for i in range(h.MLP_BATCH)])
+        lossf = torch.nn.CrossEntropyLoss(reduction="none")
+
+        def step():
+            net.zero_grad()
+            loss = lossf(net(x), label)
+            loss.backward(torch.ones_like(loss))
+
+        hx.report_us("mlp_fwd_bwd", hx.time_per_call(step),
+                     mode="eager nn.Sequential + CrossEntropyLoss(reduction=none), zero_grad + backward")
+
+    if hx.wants("recorded_op"):
+        x = torch.ones(4, requires_grad=True)
+
+        def chain():
+            y = x
+            for _ in range(h.OPS_PER_CALL):
+                y = y * 1.0001
+            return y
+
+        def fwd():
+            chain()
+
+        def fwd_bwd():
+            x.grad = None
+            chain().sum().backward()
+
+        hx.report_us_per("recorded_op", hx.time_per_call(fwd), h.OPS_PER_CALL,
+                         mode="per op: y * 1.0001 on a (4,) tensor with requires_grad")
+        hx.report_us_per("recorded_op_fwd_bwd", hx.time_per_call(fwd_bwd), h.OPS_PER_CALL,
+                         mode="per op: the chain, then backward")
+
 
 if __name__ == "__main__":
     main()
