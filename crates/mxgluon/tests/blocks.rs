@@ -383,3 +383,33 @@ fn model_display_lists_children() {
         "Sequential(\n  (0): Dense(4 -> 8, Activation(relu))\n  (1): Dropout(p = 0.25, axes=())\n  (2): Dense(None -> 2, linear)\n)"
     );
 }
+
+/// An initializer that always fails.
+#[derive(Debug)]
+struct Failing;
+impl mxgluon::init::Initializer for Failing {
+    fn kind(&self) -> String {
+        "failing".into()
+    }
+    fn kwargs(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+    fn init_weight(&self, name: &str, _arr: &nd::NDArray) -> mxgluon::Result<()> {
+        Err(Error::invalid_arg("failing", format!("cannot initialize {name}")))
+    }
+}
+
+#[test]
+fn failed_deferred_completion_leaves_the_parameter_uninitialized() {
+    let d = Dense::builder(3).weight_initializer(Failing).build().unwrap();
+    d.initialize(None, vec![cpu(0), cpu(1)]).unwrap();
+    assert!(d.forward(&nd::ones(&[2, 4], None).unwrap()).is_err());
+    // Spec §1.9: the deferred record was cleared before the initializer ran.
+    assert_eq!(d.weight().state(), ParamState::Uninitialized);
+    assert!(matches!(
+        d.weight().data(cpu(0)),
+        Err(Error::ParameterNotInitialized { .. })
+    ));
+    // The shape was inferred all the same.
+    assert_eq!(d.weight().shape(), Some(vec![3, 4]));
+}
