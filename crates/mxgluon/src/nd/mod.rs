@@ -23,6 +23,7 @@ mod cast;
 mod display;
 pub mod ops;
 pub(crate) mod par;
+pub mod sparse;
 pub(crate) mod storage;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 use storage::Storage;
 
 pub use ops::*;
+pub use sparse::{Array, CSRNDArray, RowSparseNDArray};
 pub use storage::{pool_limit, set_pool_limit};
 
 /// The shape of an array (dimensions, outermost first).
