@@ -414,6 +414,94 @@ impl FileView {
     }
 }
 
+/// The dense values of an entry: borrowed from the file when stored plainly, else decoded.
+enum DenseBytes<'a> {
+    Mapped {
+        start: usize,
+        len: usize,
+        bytes: &'a [u8],
+    },
+    Owned(Vec<u8>),
+}
+
+impl DenseBytes<'_> {
+    fn slice(&self) -> &[u8] {
+        match self {
+            DenseBytes::Mapped { start, len, bytes } => &bytes[*start..start + len],
+            DenseBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// `|a - b|` with NaN == NaN and equal infinities counting as no difference.
+#[inline]
+fn abs_diff(a: f64, b: f64) -> f64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        0.0
+    } else if a.is_nan() || b.is_nan() {
+        f64::INFINITY
+    } else {
+        (a - b).abs()
+    }
+}
+
+impl FileView {
+    fn dense_bytes(&self, i: usize) -> Result<DenseBytes<'_>> {
+        let e = self.entry(i)?;
+        if let (StorageType::Default, Part::Plain { start, len }) = (e.stype, &e.values) {
+            return Ok(DenseBytes::Mapped {
+                start: *start,
+                len: *len,
+                bytes: self.backing.bytes(),
+            });
+        }
+        let dense = self.to_array(i)?.to_dense()?;
+        Ok(DenseBytes::Owned(dense.read_bytes(|b| b.to_vec())))
+    }
+
+    /// The largest `|a - b|` between the logical values of entry `i` here and entry `j` of
+    /// `other` (any dtypes and storage types; compared as `f64`). Two NaNs, or two equal
+    /// infinities, count as equal; a NaN against a number is an infinite difference. Both
+    /// entries must hold the same number of elements. Streams plainly stored data from both
+    /// files block by block.
+    pub fn max_abs_diff(&self, i: usize, other: &FileView, j: usize) -> Result<f64> {
+        let (ea, eb) = (self.entry(i)?, other.entry(j)?);
+        let count = |e: &EntryView| e.shape.iter().map(|&d| d as u64).product::<u64>();
+        if count(ea) != count(eb) {
+            return Err(Error::ShapeMismatch {
+                op: "max_abs_diff",
+                lhs: ea.shape.clone(),
+                rhs: eb.shape.clone(),
+                detail: "the entries hold different numbers of elements".into(),
+            });
+        }
+        let (da, db) = (self.dense_bytes(i)?, other.dense_bytes(j)?);
+        let (sa, sb) = (da.slice(), db.slice());
+        let (ka, kb) = (ea.dtype.size(), eb.dtype.size());
+        let n = count(ea) as usize;
+        let step = BLOCK / 8;
+        let (mut fa, mut fb) = (Vec::new(), Vec::new());
+        let mut worst = 0.0f64;
+        let mut at = 0usize;
+        while at < n {
+            let m = step.min(n - at);
+            to_f64s(ea.dtype, &sa[at * ka..(at + m) * ka], &mut fa);
+            to_f64s(eb.dtype, &sb[at * kb..(at + m) * kb], &mut fb);
+            for (x, y) in fa.iter().zip(&fb) {
+                worst = worst.max(abs_diff(*x, *y));
+            }
+            if let DenseBytes::Mapped { start, .. } = da {
+                self.backing.release(start + at * ka, m * ka);
+            }
+            if let DenseBytes::Mapped { start, .. } = db {
+                other.backing.release(start + at * kb, m * kb);
+            }
+            at += m;
+        }
+        Ok(worst)
+    }
+}
+
 fn index_params(bytes: &[u8], file: &str) -> Result<(Vec<EntryView>, bool)> {
     let mut r = Reader::new(
         SliceSource {
@@ -647,6 +735,39 @@ mod tests {
         )
         .unwrap();
         assert!(empty.stats(0).unwrap().mean.is_nan());
+    }
+
+    #[test]
+    fn max_abs_diff_across_formats_and_storage_types() {
+        let a = NDArray::from_vec(
+            vec![0f32, 1., 0., f32::NAN, 0., 2.],
+            &[3, 2],
+            Context::cpu(0),
+        )
+        .unwrap();
+        let b = NDArray::from_vec(
+            vec![0f64, 1., 0., f64::NAN, 0., 2.5],
+            &[3, 2],
+            Context::cpu(0),
+        )
+        .unwrap();
+        let pa = crate::io::params::save_to_bytes(&ArrayList::from(vec![(
+            "x",
+            Array::from(a.clone())
+                .tostype(StorageType::RowSparse)
+                .unwrap(),
+        )]))
+        .unwrap();
+        let sb = crate::io::safetensors::save_to_bytes(&ArrayList::from(vec![("x", b)])).unwrap();
+        let va = FileView::from_bytes(pa, Format::Params).unwrap();
+        let vb = FileView::from_bytes(sb, Format::Safetensors).unwrap();
+        assert_eq!(va.max_abs_diff(0, &vb, 0).unwrap(), 0.5);
+        assert_eq!(va.max_abs_diff(0, &va, 0).unwrap(), 0.0);
+        let c = NDArray::zeros(&[7], DType::Float32, Context::cpu(0)).unwrap();
+        let vc = FileView::from_bytes(npy::save_to_bytes(&c).unwrap(), Format::Npy).unwrap();
+        assert!(va.max_abs_diff(0, &vc, 0).is_err());
+        assert_eq!(abs_diff(f64::NAN, 1.0), f64::INFINITY);
+        assert_eq!(abs_diff(f64::INFINITY, f64::INFINITY), 0.0);
     }
 
     #[test]
