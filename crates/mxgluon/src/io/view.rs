@@ -649,6 +649,19 @@ fn index_npz(bytes: &[u8], file: &str) -> Result<Vec<EntryView>> {
             at,
         )?;
         let stored = m.compression() == CompressionMethod::Stored;
+        if stored
+            && at
+                .checked_add(len)
+                .is_none_or(|end| end > bytes.len() as u64)
+        {
+            return Err(Error::InvalidFile {
+                file: file.to_string(),
+                format: "npz",
+                offset: at,
+                expected: format!("member {name}: {len} bytes inside the archive"),
+                found: format!("an archive of {} bytes", bytes.len()),
+            });
+        }
         let origin = Origin {
             file: format!("{file}:{name}"),
             format: "npz",
