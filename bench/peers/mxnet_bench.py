@@ -6,7 +6,9 @@ Prints one JSON line per figure.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,6 +87,29 @@ def main():
 
             hx.report_rate("zero_grad_4ctx", hx.time_per_call(zero_grad, kind="memory"),
                            h.BYTES_4CTX / 1e9, "GB/s", mode="p.zero_grad() + waitall, 4 contexts")
+
+    if hx.wants("params_save") or hx.wants("params_load"):
+        d = tempfile.mkdtemp(prefix="mxgluon-bench-mxnet-")
+        try:
+            arrs = {"layer%d.weight" % i: nd.random.uniform(-1, 1, shape=h.FILE_SHAPE, ctx=ctx)
+                    for i in range(h.FILE_ARRAYS)}
+            mx.nd.waitall()
+            path = os.path.join(d, "bench.params")
+            if hx.wants("params_save"):
+                hx.report_rate("params_save", hx.time_per_call(lambda: nd.save(path, arrs), kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="mx.nd.save(path, dict) (no fsync)")
+            if hx.wants("params_load"):
+                nd.save(path, arrs)
+
+                def load():
+                    loaded = nd.load(path)
+                    mx.nd.waitall()
+                    assert len(loaded) == h.FILE_ARRAYS
+
+                hx.report_rate("params_load", hx.time_per_call(load, kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="mx.nd.load(path) + waitall")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ pub struct DiffArgs {
 
 /// Runs `diff`.
 pub fn run(args: DiffArgs) -> ExitCode {
-    if !(args.atol >= 0.0) {
+    if args.atol.is_nan() || args.atol < 0.0 {
         eprintln!(
             "error: --atol must be a non-negative number, not {}",
             args.atol

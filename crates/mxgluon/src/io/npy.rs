@@ -452,14 +452,14 @@ fn fortran_to_c(src: &[u8], dst: &mut [u8], shape: &[usize], es: usize) {
     for f in 0..n {
         dst[c * es..(c + 1) * es].copy_from_slice(&src[f * es..(f + 1) * es]);
         // advance the column-major multi-index: first axis fastest
-        for k in 0..shape.len() {
-            idx[k] += 1;
-            c += cstride[k];
-            if idx[k] < shape[k] {
+        for ((i, &cs), &dim) in idx.iter_mut().zip(&cstride).zip(shape) {
+            *i += 1;
+            c += cs;
+            if *i < dim {
                 break;
             }
-            c -= cstride[k] * shape[k];
-            idx[k] = 0;
+            c -= cs * dim;
+            *i = 0;
         }
     }
 }
