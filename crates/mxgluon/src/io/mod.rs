@@ -4,7 +4,7 @@
 //!
 //! Every reader takes a path or a byte slice and checks each count and length it reads
 //! against the bytes that remain **before** allocating anything: a truncated, corrupted or
-//! hostile input gives [`Error::InvalidFile`](crate::Error::InvalidFile) with the byte offset
+//! hostile input gives [`Error::InvalidFile`] with the byte offset
 //! and what was expected there, never a panic or an allocation larger than the input (npz
 //! members compressed with deflate are the one exception: they may inflate up to deflate's
 //! maximum ratio, 1032:1, and never beyond the size their header declares).

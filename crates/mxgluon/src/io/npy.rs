@@ -72,8 +72,10 @@ pub struct NpyHeader {
 impl NpyHeader {
     /// Whether the data bytes are already row-major little-endian (readable as they are).
     pub fn is_plain(&self) -> bool {
-        let ndim_gt1 = self.shape.iter().filter(|&&d| d > 1).count() > 1;
-        !(self.fortran_order && ndim_gt1) && !(self.big_endian && self.dtype.size() > 1)
+        // Fortran order only matters when more than one axis is longer than 1.
+        let reorder = self.fortran_order && self.shape.iter().filter(|&&d| d > 1).count() > 1;
+        let swap = self.big_endian && self.dtype.size() > 1;
+        !(reorder || swap)
     }
 }
 
@@ -636,7 +638,7 @@ mod tests {
         assert_eq!(a.to_vec::<u16>().unwrap(), vec![0, 1, 2, 3, 4, 5]);
         // 3-d Fortran
         let shape = [2usize, 3, 4];
-        let mut f = vec![0i32; 24];
+        let mut f = [0i32; 24];
         for i in 0..2 {
             for j in 0..3 {
                 for k in 0..4 {

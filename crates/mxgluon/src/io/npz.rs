@@ -5,7 +5,7 @@
 //! whole name). Reading accepts stored and deflated members; writing stores them uncompressed
 //! like `np.savez` (ZIP64 records, so members may exceed 4 GiB), or deflated with
 //! [`save_compressed`]. A list is written with NumPy's positional names `arr_0`, `arr_1`, ...
-//! The dtype mapping is [`npy`](super::npy)'s; sparse arrays are refused.
+//! The dtype mapping is [`npy`]'s; sparse arrays are refused.
 //!
 //! Every member's declared size is checked against the size its `.npy` header implies before
 //! anything is allocated; a deflated member can inflate to at most 1032 times its compressed

@@ -1,25 +1,4 @@
-//! Lazy, memory-mapped access to an array file of any format: list the entries without
-//! reading their data, then compute statistics or load entries one at a time.
-//!
-//! Statistics stream over the mapped bytes in blocks and hand each block's pages back to the
-//! kernel when done (`madvise(MADV_DONTNEED)`), so inspecting a file much larger than memory
-//! keeps the resident set small. Entries that must be decoded first (deflated npz members,
-//! Fortran-order or big-endian `.npy` data) are decoded one at a time.
-//!
-//! ```
-//! use mxgluon::{io::{self, FileView}, nd::NDArray, Context};
-//! let dir = std::env::temp_dir().join(format!("mxgluon-view-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
-//! let path = dir.join("w.params");
-//! let w = NDArray::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2], Context::cpu(0))?;
-//! io::save(&path, &vec![("w", w)].into())?;
-//! let view = FileView::open(&path)?;
-//! assert_eq!(view.entries()[0].name.as_deref(), Some("w"));
-//! let s = view.stats(0)?;
-//! assert_eq!((s.min, s.max, s.mean), (1.0, 4.0, 2.5));
-//! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), mxgluon::Error>(())
-//! ```
+//! [`FileView`]: lazy, memory-mapped access to an array file of any format.
 
 use std::fs::File;
 use std::path::Path;
@@ -230,7 +209,28 @@ fn to_f64s(dtype: DType, bytes: &[u8], out: &mut Vec<f64>) {
 /// Bytes processed per block when streaming statistics (then released).
 const BLOCK: usize = 8 << 20;
 
-/// A file opened for lazy reading. See the [module docs](self).
+/// An array file of any format opened for lazy reading: list the entries without reading
+/// their data, then compute statistics or load entries one at a time.
+///
+/// Statistics stream over the mapped bytes in blocks and hand each block's pages back to the
+/// kernel when done (`madvise(MADV_DONTNEED)`), so inspecting a file much larger than memory
+/// keeps the resident set small. Entries that must be decoded first (deflated npz members,
+/// Fortran-order or big-endian `.npy` data) are decoded one at a time.
+///
+/// ```
+/// use mxgluon::{io::{self, FileView}, nd::NDArray, Context};
+/// let dir = std::env::temp_dir().join(format!("mxgluon-view-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("w.params");
+/// let w = NDArray::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2], Context::cpu(0))?;
+/// io::save(&path, &vec![("w", w)].into())?;
+/// let view = FileView::open(&path)?;
+/// assert_eq!(view.entries()[0].name.as_deref(), Some("w"));
+/// let s = view.stats(0)?;
+/// assert_eq!((s.min, s.max, s.mean), (1.0, 4.0, 2.5));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
 pub struct FileView {
     backing: Backing,
     file: String,
