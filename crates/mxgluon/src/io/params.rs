@@ -1102,6 +1102,25 @@ mod tests {
     }
 
     #[test]
+    fn gpu_records_load_on_cpu() {
+        // spec §8.6: a V2 float32 (1,) record saved from gpu(0), value 0
+        let mut b = vec![];
+        b.extend(LIST_MAGIC.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(hex(
+            "c9fa93f9 00000000 01000000 0100000000000000 02000000 00000000 00000000 00000000",
+        ));
+        b.extend(0u64.to_le_bytes());
+        for opts in [LoadOptions::new(), LoadOptions::new().keep_context(true)] {
+            let l = load_from_bytes_with(&b, &opts).unwrap();
+            let a = l.iter().next().unwrap().1;
+            assert_eq!((a.context(), a.shape()), (cpu(), &[1usize][..]));
+            assert_eq!(l.records()[0].saved_context(), Some(Context::gpu(0)));
+        }
+    }
+
+    #[test]
     fn reads_v0_and_v1_records() {
         // V0: ndim 1, dim 3 (u32), cpu(0), float32, data
         let mut b = vec![];
