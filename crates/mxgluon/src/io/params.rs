@@ -1102,6 +1102,27 @@ mod tests {
     }
 
     #[test]
+    fn every_dtype_flag_round_trips() {
+        let arrays: Vec<NDArray> = DType::ALL
+            .iter()
+            .map(|&d| {
+                NDArray::arange(0.0, 6.0, 1.0, d, cpu())
+                    .unwrap()
+                    .reshape(&[2, 3])
+                    .unwrap()
+            })
+            .collect();
+        let b = save_to_bytes(&arrays.clone().into()).unwrap();
+        let l = load_from_bytes(&b).unwrap();
+        for ((_, got), want) in l.iter().zip(&arrays) {
+            let got = got.to_dense().unwrap();
+            assert_eq!((got.dtype(), got.shape()), (want.dtype(), want.shape()));
+            assert_eq!(got.to_f64_vec(), want.to_f64_vec(), "{}", want.dtype());
+        }
+        assert_eq!(save_to_bytes(l.arrays()).unwrap(), b);
+    }
+
+    #[test]
     fn gpu_records_load_on_cpu() {
         // spec §8.6: a V2 float32 (1,) record saved from gpu(0), value 0
         let mut b = vec![];
