@@ -28,13 +28,20 @@ WORKLOADS = [
     ("mlp_fwd_bwd", "forward + softmax cross-entropy + backward, MLP 784->256->256->10 (ReLU), batch 64, f32"),
     ("recorded_op", "framework overhead per recorded op: y * 1.0001 on a (4,) f32 variable, chain of 100"),
     ("recorded_op_fwd_bwd", "the same chain recorded and back-propagated, per op"),
+    ("params_save", "save a dict of 32 float32 arrays (256 MiB) to a .params file / torch.save; GB/s"),
+    ("params_load", "load the same file into new arrays (nd.load / torch.load); GB/s"),
 ]
 # Order of the columns / rows for implementations; others follow alphabetically.
-IMPL_ORDER = ["ours", "memcpy", "memset", "mxnet", "mxnet-sync", "torch"]
+IMPL_ORDER = ["ours", "ours-nofsync", "memcpy", "memset", "write", "write-fsync", "read",
+              "mxnet", "mxnet-sync", "torch"]
 IMPL_LABEL = {
     "ours": "ours (mxgluon)",
     "memcpy": "memcpy reference (plain Rust, 2 threads)",
     "memset": "memset reference (plain Rust, 2 threads)",
+    "ours-nofsync": "ours without fsync (SaveOptions::durable(false))",
+    "write": "plain write of the same bytes (no fsync)",
+    "write-fsync": "plain write + fsync of the same bytes",
+    "read": "plain read of the same bytes (pre-faulted buffer)",
     "mxnet": "MXNet 1.9.1",
     "mxnet-sync": "MXNet 1.9.1, wait_to_read per call",
     "torch": "PyTorch",
@@ -171,6 +178,26 @@ def targets(figs):
     rows.append(("recorded_op", "≤ 1 µs per recorded op",
                  f"{fmt(ours['value'])} µs" if ours else "–",
                  verdict(ours["value"] <= 1.0 if ours else None)))
+
+    # File I/O. A save with fsync is compared with a plain write with fsync, a save without it
+    # with a plain write and with MXNet / PyTorch (neither syncs).
+    def ratio_row(w, o_impl, r_impl, need, as_pct, label):
+        o, r = g(w, o_impl), g(w, r_impl)
+        val = o["value"] / r["value"] if o and r and r["value"] else None
+        if val is None:
+            fig = "–"
+        elif as_pct:
+            fig = f"{100 * val:.0f}% ({fmt(o['value'])} / {fmt(r['value'])} GB/s)"
+        else:
+            fig = f"{val:.2f}× ({fmt(o['value'])} / {fmt(r['value'])} GB/s)"
+        rows.append((w, label, fig, verdict(val >= need if val is not None else None)))
+
+    ratio_row("params_save", "ours", "write-fsync", 0.8, True, "ours (fsync) ≥ 80% of plain write + fsync")
+    ratio_row("params_save", "ours-nofsync", "write", 0.8, True, "ours (no fsync) ≥ 80% of plain write")
+    ratio_row("params_save", "ours-nofsync", "mxnet", 2.5, False, "ours (no fsync, like MXNet) ≥ 2.5× MXNet nd.save")
+    ratio_row("params_save", "ours", "mxnet", 2.5, False, "ours (fsync) ≥ 2.5× MXNet nd.save (stricter: MXNet does not sync)")
+    ratio_row("params_load", "ours", "read", 0.8, True, "ours ≥ 80% of plain read")
+    ratio_row("params_load", "ours", "mxnet", 2.5, False, "ours ≥ 2.5× MXNet nd.load")
     return rows
 
 

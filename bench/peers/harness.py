@@ -106,6 +106,9 @@ OPS_PER_CALL = 100  # recorded ops per call of the recorded_op workloads
 NCTX = 4
 PARAM_BYTES = 4096 * 4096 * 4  # one f32 copy, 64 MiB
 BYTES_4CTX = NCTX * PARAM_BYTES  # written by set_data / zero_grad across 4 copies
+FILE_ARRAYS = 32  # params_save / params_load: a dict of 32 float32 arrays of 2048x1024
+FILE_SHAPE = (2048, 1024)
+FILE_BYTES = FILE_ARRAYS * 2048 * 1024 * 4  # 256 MiB
 
 
 def gflop(m, k, n):

@@ -6,7 +6,9 @@ Prints one JSON line per figure.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,6 +133,29 @@ def main():
                          h.OPS_PER_CALL, mode="per op: y * 1.0001 on (4,) under autograd.record")
         hx.report_us_per("recorded_op_fwd_bwd", hx.time_per_call(fwd_bwd, batch_end=mx.nd.waitall),
                          h.OPS_PER_CALL, mode="per op: the chain recorded, then backward")
+
+    if hx.wants("params_save") or hx.wants("params_load"):
+        d = tempfile.mkdtemp(prefix="mxgluon-bench-mxnet-")
+        try:
+            arrs = {"layer%d.weight" % i: nd.random.uniform(-1, 1, shape=h.FILE_SHAPE, ctx=ctx)
+                    for i in range(h.FILE_ARRAYS)}
+            mx.nd.waitall()
+            path = os.path.join(d, "bench.params")
+            if hx.wants("params_save"):
+                hx.report_rate("params_save", hx.time_per_call(lambda: nd.save(path, arrs), kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="mx.nd.save(path, dict) (no fsync)")
+            if hx.wants("params_load"):
+                nd.save(path, arrs)
+
+                def load():
+                    loaded = nd.load(path)
+                    mx.nd.waitall()
+                    assert len(loaded) == h.FILE_ARRAYS
+
+                hx.report_rate("params_load", hx.time_per_call(load, kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="mx.nd.load(path) + waitall")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

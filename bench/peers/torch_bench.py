@@ -4,7 +4,9 @@ Prints one JSON line per figure.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,6 +103,26 @@ def main():
                          mode="per op: y * 1.0001 on a (4,) tensor with requires_grad")
         hx.report_us_per("recorded_op_fwd_bwd", hx.time_per_call(fwd_bwd), h.OPS_PER_CALL,
                          mode="per op: the chain, then backward")
+
+    if hx.wants("params_save") or hx.wants("params_load"):
+        d = tempfile.mkdtemp(prefix="mxgluon-bench-torch-")
+        try:
+            arrs = {"layer%d.weight" % i: torch.rand(*h.FILE_SHAPE) * 2 - 1 for i in range(h.FILE_ARRAYS)}
+            path = os.path.join(d, "bench.pt")
+            if hx.wants("params_save"):
+                hx.report_rate("params_save", hx.time_per_call(lambda: torch.save(arrs, path), kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="torch.save(dict, path) (no fsync)")
+            if hx.wants("params_load"):
+                torch.save(arrs, path)
+
+                def load():
+                    loaded = torch.load(path)
+                    assert len(loaded) == h.FILE_ARRAYS
+
+                hx.report_rate("params_load", hx.time_per_call(load, kind="memory"),
+                               h.FILE_BYTES / 1e9, "GB/s", mode="torch.load(path)")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

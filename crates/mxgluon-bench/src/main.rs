@@ -359,6 +359,148 @@ fn bench_multi_ctx(h: &Harness) -> Result<()> {
     Ok(())
 }
 
+/// Arrays in the file workloads: `FILE_ARRAYS` float32 arrays of `FILE_ELEMS` elements.
+const FILE_ARRAYS: usize = 32;
+const FILE_ELEMS: usize = 2 << 20;
+/// Bytes of data in the file workloads (256 MiB).
+const FILE_BYTES: f64 = (FILE_ARRAYS * FILE_ELEMS * 4) as f64;
+
+/// A folder for the file workloads, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let d = std::env::temp_dir().join(format!("mxgluon-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&d).map_err(|e| mxgluon::Error::Io {
+            path: d.display().to_string(),
+            source: e,
+        })?;
+        Ok(TempDir(d))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> mxgluon::Error + '_ {
+    move |e| mxgluon::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+/// `nd::save` / `nd::load` of a dict of float32 arrays totalling 256 MiB, next to plain
+/// writes and reads of the same number of bytes.
+fn bench_params_io(h: &Harness) -> Result<()> {
+    use std::io::{Read, Write};
+    let dir = TempDir::new()?;
+    let ctx = Context::cpu(0);
+    let arrays: Vec<(String, NDArray)> = (0..FILE_ARRAYS)
+        .map(|i| {
+            let a = mxgluon::random::uniform(
+                -1.0,
+                1.0,
+                &[FILE_ELEMS / 1024, 1024],
+                DType::Float32,
+                ctx,
+            )?;
+            Ok((format!("layer{i}.weight"), a))
+        })
+        .collect::<Result<_>>()?;
+    let data = nd::ArrayList::from(arrays);
+    let path = dir.0.join("bench.params");
+    let plain = dir.0.join("plain.bin");
+    let gb = FILE_BYTES / 1e9;
+    let durable = nd::SaveOptions::new();
+    let fast = nd::SaveOptions::new().durable(false);
+    // the plain references move the same bytes between a pre-faulted buffer and a file
+    let mut buf = vec![1u8; FILE_BYTES as usize];
+
+    if h.wants("params_save") {
+        let t = h.time(Kind::Memory, || nd::save_with(&path, &data, &durable))?;
+        h.report_rate(
+            "params_save",
+            "ours",
+            &t,
+            gb,
+            "GB/s",
+            "nd::save (temp file, fsync, rename, fsync dir)",
+        );
+        let t = h.time(Kind::Memory, || nd::save_with(&path, &data, &fast))?;
+        h.report_rate(
+            "params_save",
+            "ours-nofsync",
+            &t,
+            gb,
+            "GB/s",
+            "nd::save_with(durable(false)): temp file, rename",
+        );
+        for (imp, sync) in [("write", false), ("write-fsync", true)] {
+            let t = h.time(Kind::Memory, || {
+                let mut f = std::fs::File::create(&plain).map_err(io_err(&plain))?;
+                f.write_all(black_box(&buf)).map_err(io_err(&plain))?;
+                if sync {
+                    f.sync_all().map_err(io_err(&plain))?;
+                }
+                Ok(())
+            })?;
+            let mode = if sync {
+                "File::create + write_all + sync_all of 256 MiB"
+            } else {
+                "File::create + write_all of 256 MiB"
+            };
+            h.report_rate("params_save", imp, &t, gb, "GB/s", mode);
+        }
+    }
+    if h.wants("params_load") {
+        nd::save_with(&path, &data, &fast)?;
+        let want = data
+            .get("layer31.weight")
+            .and_then(|a| a.as_dense())
+            .map(|a| a.to_f32_vec()[12345]);
+        let t = h.time(Kind::Memory, || {
+            let l = nd::load(black_box(&path))?;
+            if l.len() != FILE_ARRAYS {
+                return check(false, "loaded array count");
+            }
+            black_box(l);
+            Ok(())
+        })?;
+        let l = nd::load(&path)?;
+        let got = l
+            .get("layer31.weight")
+            .and_then(|a| a.as_dense())
+            .map(|a| a.to_f32_vec()[12345]);
+        check(got == want && got.is_some(), "loaded values")?;
+        h.report_rate(
+            "params_load",
+            "ours",
+            &t,
+            gb,
+            "GB/s",
+            "nd::load into new arrays",
+        );
+        std::fs::write(&plain, &buf).map_err(io_err(&plain))?;
+        let t = h.time(Kind::Memory, || {
+            let mut f = std::fs::File::open(&plain).map_err(io_err(&plain))?;
+            f.read_exact(black_box(&mut buf)).map_err(io_err(&plain))?;
+            Ok(())
+        })?;
+        h.report_rate(
+            "params_load",
+            "read",
+            &t,
+            gb,
+            "GB/s",
+            "File::open + read_exact of 256 MiB into a pre-faulted buffer",
+        );
+    }
+    Ok(())
+}
+
 fn parse_args() -> std::result::Result<Harness, String> {
     let mut h = Harness {
         profile: NORMAL,
@@ -601,6 +743,9 @@ fn run(h: &Harness) -> Result<()> {
     }
     if h.wants("recorded_op") {
         bench_op_overhead(h)?;
+    }
+    if h.wants("params_save") || h.wants("params_load") {
+        bench_params_io(h)?;
     }
     Ok(())
 }

@@ -3,11 +3,18 @@
 //! Subcommands:
 //! - `seed`: runs the seed example (a fully-connected layer whose weight and bias are Gluon-style
 //!   `Parameter`s) and prints the output's shape and first values.
+//! - `inspect`, `convert`, `diff`: array files (`.params`, `.safetensors`, `.npy`, `.npz`); see
+//!   the modules of the same names.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mxgluon::{init, nd, Context, Parameter};
+
+mod convert;
+mod diff;
+mod inspect;
+mod util;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +47,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// List the arrays of a file (.params, .safetensors, .npy, .npz) with statistics.
+    Inspect(inspect::InspectArgs),
+    /// Convert an array file to the format named by the output's extension.
+    Convert(convert::ConvertArgs),
+    /// Compare two array files entry by entry (exit 0 identical, 1 different, 2 error).
+    Diff(diff::DiffArgs),
 }
 
 fn seed_example(
@@ -85,6 +98,9 @@ fn main() -> ExitCode {
             units,
             seed,
         } => seed_example(ctx, batch, in_units, units, seed),
+        Command::Inspect(args) => return inspect::run(args),
+        Command::Convert(args) => return convert::run(args),
+        Command::Diff(args) => return diff::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -394,7 +394,58 @@ pub enum Error {
         reason: String,
     },
 
+    // ---------------------------------------------------------------- sparse arrays
+    /// The parts given for a sparse array do not describe a valid array (indices unsorted,
+    /// duplicated or out of range, `indptr` not monotone, lengths that disagree ...).
+    #[error("invalid {stype} array: {part} {reason}")]
+    InvalidSparse {
+        /// The storage type being built.
+        stype: StorageType,
+        /// Which part is wrong: `"indices"`, `"indptr"`, `"values"`, `"shape"`.
+        part: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     // ---------------------------------------------------------------- I/O
+    /// Bytes that do not follow a file format: a truncated, corrupted or hostile file. Readers
+    /// check every count and length against the bytes that remain before allocating, so such
+    /// input ends here instead of in a crash or a huge allocation.
+    #[error("{file}: invalid {format} data at byte {offset}: expected {expected}, found {found}")]
+    InvalidFile {
+        /// The file's path, or `<bytes>` for an in-memory buffer.
+        file: String,
+        /// The format being read: `"MXNet .params"`, `"safetensors"`, `"npy"`, `"npz"`.
+        format: &'static str,
+        /// Byte offset (from the start of the file or buffer) where the problem was found.
+        offset: u64,
+        /// What the format requires there.
+        expected: String,
+        /// What was found instead.
+        found: String,
+    },
+
+    /// A value cannot be written in (or read from) a file format, e.g. a sparse array in
+    /// safetensors, or a 0-d array in a legacy (V2) `.params` record.
+    #[error("{format}: cannot store {what}{}", if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    UnsupportedByFormat {
+        /// The format.
+        format: &'static str,
+        /// What cannot be stored.
+        what: String,
+        /// What to do instead, possibly empty.
+        hint: String,
+    },
+
+    /// A file name whose extension names no format this crate reads or writes.
+    #[error("{path}: unknown file format (expected one of the extensions {})", known.join(", "))]
+    UnknownFileFormat {
+        /// The path given.
+        path: String,
+        /// The extensions understood, e.g. `".params"`.
+        known: Vec<&'static str>,
+    },
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -22,8 +22,9 @@
 //! ```
 //!
 //! Layers, lowest first (a layer never imports a higher one): [`context`] and [`dtype`];
-//! [`nd`] (arrays and operators); [`random`] and [`init`]; [`gluon`] (`Parameter`,
-//! `Constant`, `ParameterDict`). See `ARCHITECTURE.md` in the repository for the map.
+//! [`nd`] (arrays, sparse arrays and operators); [`io`] (MXNet `.params`, safetensors, npy /
+//! npz files, re-exported as `nd::save` / `nd::load`); [`random`] and [`init`]; [`gluon`]
+//! (`Parameter`, `Constant`, `ParameterDict`, blocks, layers, losses); [`autograd`]. See `ARCHITECTURE.md` in the repository for the map.
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
@@ -33,6 +34,7 @@ pub mod dtype;
 pub mod error;
 pub mod gluon;
 pub mod init;
+pub mod io;
 pub mod nd;
 pub mod random;
 

@@ -23,6 +23,7 @@ mod cast;
 mod display;
 pub mod ops;
 pub(crate) mod par;
+pub mod sparse;
 pub(crate) mod storage;
 
 use std::sync::Arc;
@@ -35,7 +36,16 @@ use crate::error::{Error, Result};
 use storage::Storage;
 
 pub use ops::*;
+pub use sparse::{Array, CSRNDArray, RowSparseNDArray};
 pub use storage::{pool_limit, set_pool_limit};
+
+// MXNet spells file I/O `mx.nd.save` / `mx.nd.load`; the code lives in the `io` layer (which
+// builds on `nd`), and these re-exports give it MXNet's names.
+pub use crate::io::params::{
+    load, load_from_bytes, load_from_bytes_with, load_with, save, save_to_bytes,
+    save_to_bytes_with, save_with, LoadOptions, Loaded, SaveOptions,
+};
+pub use crate::io::ArrayList;
 
 /// The shape of an array (dimensions, outermost first).
 pub type Shape = SmallVec<[usize; 4]>;
