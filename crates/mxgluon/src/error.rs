@@ -36,6 +36,85 @@ pub fn fmt_ctx_list(ctxs: &[Context]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// One parameter whose saved value cannot be loaded as is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadConflict {
+    /// A known dimension differs.
+    Shape {
+        /// Parameter name.
+        name: String,
+        /// The parameter's shape (0 = unknown).
+        expected: Vec<usize>,
+        /// The saved shape.
+        saved: Vec<usize>,
+    },
+    /// The dtypes differ and casting was not asked for.
+    DType {
+        /// Parameter name.
+        name: String,
+        /// The parameter's dtype.
+        expected: DType,
+        /// The saved dtype.
+        saved: DType,
+    },
+}
+
+fn brief(names: &[String]) -> String {
+    let q: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    if q.len() > 7 {
+        format!(
+            "{}, ..., {}",
+            q[..3].join(", "),
+            q[q.len() - 4..].join(", ")
+        )
+    } else {
+        q.join(", ")
+    }
+}
+
+fn fmt_load_mismatch(
+    file: &str,
+    missing: &[String],
+    unexpected: &[String],
+    conflicts: &[LoadConflict],
+) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "missing from the file: {} (pass allow_missing to keep their current values)",
+            brief(missing)
+        ));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!(
+            "not parameters of the model: {} (pass ignore_extra to skip them; check that the \
+             saving and loading models use the same names / prefixes)",
+            brief(unexpected)
+        ));
+    }
+    for c in conflicts {
+        parts.push(match c {
+            LoadConflict::Shape {
+                name,
+                expected,
+                saved,
+            } => format!(
+                "'{name}' has shape {} but the file holds {}",
+                fmt_shape(expected),
+                fmt_shape(saved)
+            ),
+            LoadConflict::DType {
+                name,
+                expected,
+                saved,
+            } => format!(
+                "'{name}' is {expected} but the file holds {saved} (pass cast_dtype to convert)"
+            ),
+        });
+    }
+    format!("cannot load parameters from {file}: {}", parts.join("; "))
+}
+
 /// Everything that can go wrong in mxgluon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +136,19 @@ pub enum Error {
         block: String,
         /// Why inference failed.
         reason: String,
+    },
+
+    /// A parameter file does not fit the parameters it is loaded into. Nothing was loaded.
+    #[error("{}", fmt_load_mismatch(file, missing, unexpected, conflicts))]
+    ParameterLoadMismatch {
+        /// The file the parameters came from (or a description of the arrays).
+        file: String,
+        /// Parameters the file lacks (empty with `allow_missing`).
+        missing: Vec<String>,
+        /// Names in the file that match no parameter (empty with `ignore_extra`).
+        unexpected: Vec<String>,
+        /// Per-name shape and dtype conflicts.
+        conflicts: Vec<LoadConflict>,
     },
 
     /// A second backward pass went through a graph whose saved arrays were already released.

@@ -395,13 +395,19 @@ impl mxgluon::init::Initializer for Failing {
         serde_json::Map::new()
     }
     fn init_weight(&self, name: &str, _arr: &nd::NDArray) -> mxgluon::Result<()> {
-        Err(Error::invalid_arg("failing", format!("cannot initialize {name}")))
+        Err(Error::invalid_arg(
+            "failing",
+            format!("cannot initialize {name}"),
+        ))
     }
 }
 
 #[test]
 fn failed_deferred_completion_leaves_the_parameter_uninitialized() {
-    let d = Dense::builder(3).weight_initializer(Failing).build().unwrap();
+    let d = Dense::builder(3)
+        .weight_initializer(Failing)
+        .build()
+        .unwrap();
     d.initialize(None, vec![cpu(0), cpu(1)]).unwrap();
     assert!(d.forward(&nd::ones(&[2, 4], None).unwrap()).is_err());
     // Spec §1.9: the deferred record was cleared before the initializer ran.

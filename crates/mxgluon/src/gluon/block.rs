@@ -372,6 +372,33 @@ pub trait Block: Send + Sync {
         self.collect_params()?.reset_ctx(ctx)
     }
 
+    /// Saves every registered parameter under its structural name (`0.weight`,
+    /// `body.1.bias`; MXNet's `save_parameters`, spec §4.4), averaging per-context copies.
+    /// With `deduplicate`, a parameter shared under several names is saved once, under the last
+    /// one. The file is written atomically in MXNet's `.params` format.
+    fn save_parameters(&self, path: impl AsRef<std::path::Path>, deduplicate: bool) -> Result<()>
+    where
+        Self: Sized,
+    {
+        super::serialize::save_block(self.as_dyn(), path.as_ref(), deduplicate)
+    }
+
+    /// Loads a file saved by [`Block::save_parameters`] (or by MXNet; spec §4.5). A file whose
+    /// names hold no `.` is a legacy full-name file and is matched against
+    /// `prefix + name`. Uninitialized and deferred parameters are initialized from the file
+    /// (unknown dimensions are taken from it). Any mismatch is an
+    /// [`Error::ParameterLoadMismatch`] and nothing is loaded.
+    fn load_parameters(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        opts: &super::LoadParams,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        super::serialize::load_block(self.as_dyn(), path.as_ref(), opts)
+    }
+
     /// Calls `f` on every descendant (children first, post-order) and then on this block.
     fn apply(&self, f: &mut dyn FnMut(&dyn Block)) {
         for (_, c) in self.base().children() {

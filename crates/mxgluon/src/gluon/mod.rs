@@ -7,8 +7,10 @@ pub mod loss;
 pub mod nn;
 mod parameter;
 mod parameter_dict;
+mod serialize;
 
 pub use block::{fmt_block, Block, BlockBase, NameScope};
 pub use constant::Constant;
 pub use parameter::{DTypeSource, InitOptions, ParamState, Parameter};
 pub use parameter_dict::{ParamSpec, ParameterDict};
+pub use serialize::LoadParams;
