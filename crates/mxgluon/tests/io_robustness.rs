@@ -87,6 +87,14 @@ fn every_truncation_is_an_error() {
     }
 }
 
+/// Found by `scripts/fuzz.sh`: a 410-byte npz whose deflated member declares a 660 MB `.npy`
+/// header. The header is now capped and read incrementally.
+#[test]
+fn fuzz_regression_npz_header_bomb() {
+    let b = include_bytes!("data/npz_header_bomb.npz");
+    assert!(!read_all(Format::Npz, b));
+}
+
 fn format_strategy() -> impl Strategy<Value = Format> {
     prop::sample::select(Format::ALL.to_vec())
 }

@@ -51,6 +51,9 @@ use crate::nd::NDArray;
 pub const MAGIC: &[u8] = b"\x93NUMPY";
 
 const ALIGN: usize = 64;
+/// The longest header read (1 MiB). NumPy's headers for the dtypes supported here are a few
+/// hundred bytes; a longer one would describe over 100,000 dimensions.
+const MAX_HEADER: u64 = 1 << 20;
 
 /// What an `.npy` header says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -393,8 +396,25 @@ pub(crate) fn read_header(r: &mut impl Read, len: u64, origin: &Origin) -> Resul
             format!("only {} bytes after the preamble", len - start),
         ));
     }
-    let mut text = vec![0u8; hlen as usize];
-    r.read_exact(&mut text).map_err(|e| io_err(origin, e))?;
+    if hlen > MAX_HEADER {
+        return Err(origin.invalid(
+            start - 2,
+            format!("a header of at most {MAX_HEADER} bytes"),
+            format!("a header of {hlen} bytes"),
+        ));
+    }
+    // Read incrementally: a compressed stream may end long before the length it claims.
+    let mut text = Vec::new();
+    r.take(hlen)
+        .read_to_end(&mut text)
+        .map_err(|e| io_err(origin, e))?;
+    if text.len() as u64 != hlen {
+        return Err(origin.invalid(
+            start,
+            format!("a header of {hlen} bytes"),
+            format!("the end of the data after {} bytes", text.len()),
+        ));
+    }
     let mut h = parse_dict(&text, origin, start)?;
     h.data_offset = start + hlen;
     if h.data_bytes > len - h.data_offset {
