@@ -16,9 +16,13 @@ use crate::dtype::{DType, Scalar};
 use crate::error::{fmt_shape, Error, Result};
 use crate::nd::NDArray;
 
-/// Below this many floating-point operations a GEMM stays on the calling thread: a rayon
-/// fork-join costs more (17–25 µs measured) than the whole product of a small layer.
-const GEMM_PAR_MIN_FLOP: usize = 4 << 20;
+/// Below this many floating-point operations a GEMM stays on the calling thread. The `gemm`
+/// crate's parallel mode synchronizes many fine-grained tasks; on this 2-core machine it only
+/// pays for large products. Measured on the 784→256→256→10 MLP training step (batch 64, GEMMs
+/// of 0.3–26 MFLOP): 717 µs with a 4 MFLOP threshold, 534 µs with every GEMM on one thread; a
+/// manual two-way row split under one `rayon::join` was slower still (630 µs: waking the
+/// other worker costs more than half of a 26 MFLOP product).
+const GEMM_PAR_MIN_FLOP: usize = 64 << 20;
 
 /// Largest transposed right operand (elements) that is transposed on every use: below this a
 /// transpose costs far less than the faster GEMM path saves.
