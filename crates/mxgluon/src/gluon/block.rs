@@ -1,27 +1,4 @@
-//! [`Block`]: the building unit of models — a name prefix, a [`ParameterDict`], registered
-//! parameters and child blocks, and a `forward` computation (spec §4).
-//!
-//! Naming follows Gluon. A block created outside any name scope gets the prefix
-//! `<hint><n>_`, where `<hint>` is its lower-cased class name and `n` counts blocks of that
-//! hint created **on this thread** (`dense0_`, `dense1_`, ...). A block created while a
-//! parent's [`BlockBase::name_scope`] guard is alive gets `<parent prefix><hint><k>_` with a
-//! counter private to that parent, and its parameters are named after that prefix
-//! (`sequential0_dense0_weight`).
-//!
-//! ```
-//! use mxgluon::gluon::nn::{Dense, Sequential};
-//! use mxgluon::gluon::Block;
-//! let net = Sequential::new();
-//! {
-//!     let _scope = net.name_scope();
-//!     net.add(Dense::builder(16).in_units(8).build()?);
-//!     net.add(Dense::builder(4).build()?);
-//! }
-//! let names: Vec<String> = net.collect_params()?.keys();
-//! assert_eq!(names, ["sequential0_dense0_weight", "sequential0_dense0_bias",
-//!                    "sequential0_dense1_weight", "sequential0_dense1_bias"]);
-//! # Ok::<(), mxgluon::Error>(())
-//! ```
+//! The `Block` trait and its state (`BlockBase`), naming scopes, and model printing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -265,7 +242,30 @@ impl BlockBase {
     }
 }
 
-/// A model component (Gluon's `Block`): see the [module docs](self).
+/// [`Block`]: the building unit of models — a name prefix, a [`ParameterDict`], registered
+/// parameters and child blocks, and a `forward` computation (spec §4).
+///
+/// Naming follows Gluon. A block created outside any name scope gets the prefix
+/// `<hint><n>_`, where `<hint>` is its lower-cased class name and `n` counts blocks of that
+/// hint created **on this thread** (`dense0_`, `dense1_`, ...). A block created while a
+/// parent's [`BlockBase::name_scope`] guard is alive gets `<parent prefix><hint><k>_` with a
+/// counter private to that parent, and its parameters are named after that prefix
+/// (`sequential0_dense0_weight`).
+///
+/// ```
+/// use mxgluon::gluon::nn::{Dense, Sequential};
+/// use mxgluon::gluon::Block;
+/// let net = Sequential::new();
+/// {
+///     let _scope = net.name_scope();
+///     net.add(Dense::builder(16).in_units(8).build()?);
+///     net.add(Dense::builder(4).build()?);
+/// }
+/// let names: Vec<String> = net.collect_params()?.keys();
+/// assert_eq!(names, ["sequential0_dense0_weight", "sequential0_dense0_bias",
+///                    "sequential0_dense1_weight", "sequential0_dense1_bias"]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
 ///
 /// Implementors hold a [`BlockBase`] (returned by [`Block::base`]) and compute
 /// [`Block::forward`]; everything else — collecting, initializing, casting and moving
