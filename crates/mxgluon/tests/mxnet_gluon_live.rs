@@ -15,19 +15,9 @@ use mxgluon::nd::{self, ActType, NDArray};
 use mxgluon::{autograd, Context, GradReq};
 use serde_json::Value;
 
-fn python() -> Option<String> {
-    match std::env::var("MXGLUON_MXNET_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "MXGLUON_MXNET_PYTHON is not set: run the tests through ./scripts/test.sh"
-            );
-            eprintln!("note: MXGLUON_MXNET_PYTHON not set, MXNet live checks not run");
-            None
-        }
-    }
-}
+#[path = "common/mxnet.rs"]
+mod mxnet_env;
+use mxnet_env::python;
 
 /// The deterministic test values `sin(0.37·i + phase)·scale`, used by both sides.
 fn det(n: usize, phase: f64, scale: f64) -> Vec<f64> {

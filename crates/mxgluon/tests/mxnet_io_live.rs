@@ -14,19 +14,9 @@ use mxgluon::nd::{self, Array, CSRNDArray, NDArray, RowSparseNDArray};
 use mxgluon::{Context, DType, StorageType};
 use serde_json::Value;
 
-fn python() -> Option<String> {
-    match std::env::var("MXGLUON_MXNET_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "MXGLUON_MXNET_PYTHON is not set: run the tests through ./scripts/test.sh"
-            );
-            eprintln!("note: MXGLUON_MXNET_PYTHON not set, MXNet live checks not run (use ./scripts/test.sh)");
-            None
-        }
-    }
-}
+#[path = "common/mxnet.rs"]
+mod mxnet_env;
+use mxnet_env::python;
 
 /// Helpers every script gets: `desc(a)` describes an MXNet array with hex bytes.
 const PRELUDE: &str = r#"

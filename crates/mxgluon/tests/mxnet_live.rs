@@ -10,19 +10,9 @@ use mxgluon::init::{self, Initializer};
 use mxgluon::nd::{self, NDArray};
 use mxgluon::{Context, DType};
 
-fn python() -> Option<String> {
-    match std::env::var("MXGLUON_MXNET_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "MXGLUON_MXNET_PYTHON is not set: run the tests through ./scripts/test.sh"
-            );
-            eprintln!("note: MXGLUON_MXNET_PYTHON not set, MXNet live checks not run (use ./scripts/test.sh)");
-            None
-        }
-    }
-}
+#[path = "common/mxnet.rs"]
+mod mxnet_env;
+use mxnet_env::python;
 
 /// Runs a Python snippet with MXNet imported as `mx` and numpy as `np`; returns stdout.
 fn run_py(py: &str, code: &str) -> String {

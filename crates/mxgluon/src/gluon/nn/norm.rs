@@ -8,18 +8,8 @@ use crate::gluon::block::{Block, BlockBase};
 use crate::gluon::parameter_dict::ParamSpec;
 use crate::gluon::Parameter;
 use crate::init::InitSpec;
+use crate::nd::ops::nn_ops::resolve_axis;
 use crate::nd::{self, BatchNormOptions, NDArray};
-
-fn resolve_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
-    let a = if axis < 0 { axis + ndim as isize } else { axis };
-    if a < 0 || a as usize >= ndim {
-        return Err(Error::invalid_arg(
-            op,
-            format!("axis {axis} is out of range for an input with {ndim} axes"),
-        ));
-    }
-    Ok(a as usize)
-}
 
 fn channel_spec(c: usize, init: InitSpec, trainable: bool) -> ParamSpec {
     ParamSpec::new()

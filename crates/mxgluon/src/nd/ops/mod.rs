@@ -10,7 +10,7 @@ mod elementwise;
 pub(crate) mod grad;
 mod linalg;
 pub(crate) mod nn;
-mod nn_ops;
+pub(crate) mod nn_ops;
 mod reduce;
 pub(crate) mod shape_ops;
 mod transpose;

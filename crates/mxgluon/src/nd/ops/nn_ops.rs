@@ -357,7 +357,8 @@ pub fn broadcast_to(x: &NDArray, shape: &[usize]) -> Result<NDArray> {
     }))
 }
 
-fn resolve_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
+/// `axis` (negative counts from the end) as an index into `ndim` axes, or an error naming `op`.
+pub(crate) fn resolve_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
     let a = if axis < 0 { axis + ndim as isize } else { axis };
     if a < 0 || a as usize >= ndim {
         return Err(Error::invalid_arg(
