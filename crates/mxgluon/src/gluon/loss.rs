@@ -161,21 +161,9 @@ impl Loss for SoftmaxCrossEntropyLoss {
             nd::pick(&logp, label, self.axis, true)?.neg()?
         } else {
             let label = reshape_like(label, &logp)?;
-            let ndim = logp.ndim() as isize;
-            let ax = if self.axis < 0 {
-                self.axis + ndim
-            } else {
-                self.axis
-            };
-            if ax < 0 || ax >= ndim {
-                return Err(Error::invalid_arg(
-                    "SoftmaxCrossEntropyLoss",
-                    format!("axis {} is out of range", self.axis),
-                ));
-            }
-            nd::mul(&logp, &label)?
-                .sum_axis(&[ax as usize], true)?
-                .neg()?
+            let ax =
+                crate::nd::ops::nn::norm_axis("SoftmaxCrossEntropyLoss", self.axis, logp.shape())?;
+            nd::mul(&logp, &label)?.sum_axis(&[ax], true)?.neg()?
         };
         self.common.apply(l, sw)
     }

@@ -8,7 +8,7 @@ use crate::gluon::block::{Block, BlockBase};
 use crate::gluon::parameter_dict::ParamSpec;
 use crate::gluon::Parameter;
 use crate::init::InitSpec;
-use crate::nd::ops::nn_ops::resolve_axis;
+use crate::nd::ops::nn::norm_axis;
 use crate::nd::{self, BatchNormOptions, NDArray};
 
 fn channel_spec(c: usize, init: InitSpec, trainable: bool) -> ParamSpec {
@@ -207,7 +207,7 @@ impl BatchNorm {
     }
 
     fn infer(&self, x: &NDArray) -> Result<()> {
-        let axis = resolve_axis("BatchNorm", self.opts.axis as isize, x.ndim())?;
+        let axis = norm_axis("BatchNorm", self.opts.axis as isize, x.shape())?;
         let c = x.shape()[axis];
         for p in [
             &self.gamma,
@@ -373,7 +373,7 @@ impl LayerNorm {
     }
 
     fn infer(&self, x: &NDArray) -> Result<()> {
-        let axis = resolve_axis("LayerNorm", self.axis, x.ndim())?;
+        let axis = norm_axis("LayerNorm", self.axis, x.shape())?;
         let c = x.shape()[axis];
         self.gamma.set_shape(&[c])?;
         self.beta.set_shape(&[c])

@@ -388,21 +388,21 @@ pub(crate) fn record_dot(a: &NDArray, b: &NDArray, ta: bool, tb: bool, out: NDAr
     })
 }
 
-/// Records `out = fully_connected(x, weight, bias)`; `x2` is `x` as a `(rows, in_units)`
-/// matrix.
+/// Records `out = fully_connected(x, weight, bias)`; `x_mat` is the `(rows, in_units)` matrix
+/// shape `x` is seen as.
 pub(crate) fn record_fully_connected(
     x: &NDArray,
-    x2: &NDArray,
+    x_mat: [usize; 2],
     weight: &NDArray,
     bias: Option<&NDArray>,
     out: NDArray,
-) -> NDArray {
+) -> Result<NDArray> {
     let inputs: SmallVec<[&NDArray; 3]> = match bias {
         Some(b) => smallvec![x, weight, b],
         None => smallvec![x, weight],
     };
     if !tracked(&inputs) {
-        return out;
+        return Ok(out);
     }
     let (tx, tw, tb) = (
         x.is_tracked(),
@@ -410,32 +410,37 @@ pub(crate) fn record_fully_connected(
         bias.is_some_and(NDArray::is_tracked),
     );
     let xshape = x.shape().to_vec();
-    let (xd, wd) = (x2.detach(), weight.detach());
+    let (xd, wd) = (x.reshape_view(&x_mat)?, weight.detach());
     let has_bias = bias.is_some();
-    record_op("fully_connected", &inputs, out, move |dy, dests| {
-        let hidden = wd.shape()[0];
-        let d2 = dy.reshape_view(&[xd.shape()[0], hidden])?;
-        let gx = if tx {
-            // dX = dY · W
-            let g = super::dot_t_untracked(&d2, &wd, false, false)?;
-            Grad::Value(g.reshape_view(&xshape)?)
-        } else {
-            Grad::None
-        };
-        let gw = if tw {
-            // dW = dYᵀ · X
-            product_into(&d2, &xd, true, false, wd.shape(), dests[1].as_ref())?
-        } else {
-            Grad::None
-        };
-        let mut grads: Grads = smallvec![gx, gw];
-        if has_bias {
-            grads.push(if tb {
-                Grad::Value(d2.sum_axis_untracked(&[0], false)?)
+    Ok(record_op(
+        "fully_connected",
+        &inputs,
+        out,
+        move |dy, dests| {
+            let hidden = wd.shape()[0];
+            let d2 = dy.reshape_view(&[xd.shape()[0], hidden])?;
+            let gx = if tx {
+                // dX = dY · W
+                let g = super::dot_t_untracked(&d2, &wd, false, false)?;
+                Grad::Value(g.reshape_view(&xshape)?)
             } else {
                 Grad::None
-            });
-        }
-        Ok(grads)
-    })
+            };
+            let gw = if tw {
+                // dW = dYᵀ · X
+                product_into(&d2, &xd, true, false, wd.shape(), dests[1].as_ref())?
+            } else {
+                Grad::None
+            };
+            let mut grads: Grads = smallvec![gx, gw];
+            if has_bias {
+                grads.push(if tb {
+                    Grad::Value(d2.sum_axis_untracked(&[0], false)?)
+                } else {
+                    Grad::None
+                });
+            }
+            Ok(grads)
+        },
+    ))
 }

@@ -530,13 +530,5 @@ pub fn fully_connected_with(
         accumulate: bias.is_some(),
     }
     .run(dtype, x, weight, &out);
-    if crate::autograd::tracked(&[x, weight])
-        || bias.is_some_and(|b| crate::autograd::tracked(&[b]))
-    {
-        let x2 = x.reshape_view(&[rows, in_units])?;
-        return Ok(super::grad::record_fully_connected(
-            x, &x2, weight, bias, out,
-        ));
-    }
-    Ok(out)
+    super::grad::record_fully_connected(x, [rows, in_units], weight, bias, out)
 }

@@ -272,7 +272,7 @@ pub(super) fn check_operands(op: &'static str, a: &NDArray, b: &NDArray) -> Resu
 }
 
 /// [`Error::InvalidArgument`] for an axis outside an array of `shape`.
-pub(super) fn axis_error(op: &'static str, axis: impl fmt::Display, shape: &[usize]) -> Error {
+pub(crate) fn axis_error(op: &'static str, axis: impl fmt::Display, shape: &[usize]) -> Error {
     Error::invalid_arg(
         op,
         format!(
@@ -292,7 +292,7 @@ pub(super) fn check_axis(op: &'static str, axis: usize, shape: &[usize]) -> Resu
 }
 
 /// Resolves a possibly negative axis (counted from the end) against `shape`.
-pub(super) fn norm_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
+pub(crate) fn norm_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
     let nd = shape.len() as isize;
     let a = if axis < 0 { axis + nd } else { axis };
     if (0..nd).contains(&a) {

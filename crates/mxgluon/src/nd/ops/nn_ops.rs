@@ -357,18 +357,6 @@ pub fn broadcast_to(x: &NDArray, shape: &[usize]) -> Result<NDArray> {
     }))
 }
 
-/// `axis` (negative counts from the end) as an index into `ndim` axes, or an error naming `op`.
-pub(crate) fn resolve_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
-    let a = if axis < 0 { axis + ndim as isize } else { axis };
-    if a < 0 || a as usize >= ndim {
-        return Err(Error::invalid_arg(
-            op,
-            format!("axis {axis} is out of range for an input with {ndim} axes"),
-        ));
-    }
-    Ok(a as usize)
-}
-
 /// Picks one element along `axis` per position of `index` (MXNet's `pick`, clip mode):
 /// `index` has `x`'s shape without `axis` and holds whole numbers; the result has that shape
 /// too (with `axis` kept as size 1 when `keepdims`). The gradient goes to `x` only.
@@ -382,7 +370,7 @@ pub(crate) fn resolve_axis(op: &'static str, axis: isize, ndim: usize) -> Result
 /// ```
 pub fn pick(x: &NDArray, index: &NDArray, axis: isize, keepdims: bool) -> Result<NDArray> {
     const OP: &str = "pick";
-    let ax = resolve_axis(OP, axis, x.ndim())?;
+    let ax = nn::norm_axis(OP, axis, x.shape())?;
     let mut rest: Vec<usize> = x.shape().to_vec();
     let n = rest.remove(ax);
     let idx_ok = index.shape() == rest.as_slice()
@@ -406,8 +394,7 @@ pub fn pick(x: &NDArray, index: &NDArray, axis: isize, keepdims: bool) -> Result
             hint: "pick works on float arrays".into(),
         });
     }
-    let outer: usize = x.shape()[..ax].iter().product();
-    let inner: usize = x.shape()[ax + 1..].iter().product();
+    let (outer, _, inner) = nn::split3(x.shape(), ax);
     let idx: Vec<usize> = index
         .to_f64_vec()
         .into_iter()
