@@ -4,8 +4,6 @@
 //! One Python process computes every case and prints JSON; see `mxnet_live.rs` for how the
 //! interpreter is found (CI fails rather than skipping).
 
-use std::process::Command;
-
 use mxgluon::gluon::loss::{
     L1Loss, L2Loss, Loss, SigmoidBinaryCrossEntropyLoss, SoftmaxCrossEntropyLoss,
 };
@@ -17,7 +15,7 @@ use serde_json::Value;
 
 #[path = "common/mxnet.rs"]
 mod mxnet_env;
-use mxnet_env::python;
+use mxnet_env::{python, run_script};
 
 /// The deterministic test values `sin(0.37·i + phase)·scale`, used by both sides.
 fn det(n: usize, phase: f64, scale: f64) -> Vec<f64> {
@@ -129,18 +127,7 @@ print(json.dumps(out))
 "#;
 
 fn run_py(py: &str) -> Value {
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(PY)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("failed to start the MXNet python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python printed invalid JSON")
+    serde_json::from_str(&run_script(py, PY)).expect("python printed invalid JSON")
 }
 
 fn f32s(v: &Value) -> Vec<f64> {

@@ -7,7 +7,6 @@
 //! process for all its checks.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use mxgluon::io::{self, npy, ArrayList};
 use mxgluon::nd::{self, Array, CSRNDArray, NDArray, RowSparseNDArray};
@@ -16,7 +15,7 @@ use serde_json::Value;
 
 #[path = "common/mxnet.rs"]
 mod mxnet_env;
-use mxnet_env::python;
+use mxnet_env::{python, run_script};
 
 /// Helpers every script gets: `desc(a)` describes an MXNet array with hex bytes.
 const PRELUDE: &str = r#"
@@ -45,19 +44,7 @@ def out(**kw):
 /// Runs a script (after the prelude) with `DIR` set to `dir`; returns its JSON output lines.
 fn run_py(py: &str, dir: &Path, code: &str) -> Vec<Value> {
     let script = format!("{PRELUDE}\nDIR = {:?}\n{code}\n", dir.display().to_string());
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(&script)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("failed to start the MXNet python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}\n--- script ---\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    run_script(py, &script)
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())

@@ -4,31 +4,20 @@
 //! its interpreter in `MXGLUON_MXNET_PYTHON`. Without it these tests print a note and pass
 //! locally, but fail under CI (`CI` set), so CI cannot silently skip them.
 
-use std::process::Command;
-
 use mxgluon::init::{self, Initializer};
 use mxgluon::nd::{self, NDArray};
 use mxgluon::{Context, DType};
 
 #[path = "common/mxnet.rs"]
 mod mxnet_env;
-use mxnet_env::python;
+use mxnet_env::{python, run_script};
 
 /// Runs a Python snippet with MXNet imported as `mx` and numpy as `np`; returns stdout.
 fn run_py(py: &str, code: &str) -> String {
-    let script = format!("import mxnet as mx\nimport numpy as np\n{code}\n");
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(&script)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("failed to start the MXNet python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}\n--- script ---\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("python printed non-UTF-8")
+    run_script(
+        py,
+        &format!("import mxnet as mx\nimport numpy as np\n{code}\n"),
+    )
 }
 
 #[test]

@@ -16,3 +16,20 @@ pub fn python() -> Option<String> {
         }
     }
 }
+
+/// Runs `script` with the MXNet interpreter `py` (one OpenMP thread) and returns its stdout;
+/// a failing script fails the test with Python's stderr and the script.
+pub fn run_script(py: &str, script: &str) -> String {
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("failed to start the MXNet python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n--- script ---\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("python printed non-UTF-8")
+}
