@@ -115,6 +115,14 @@ fn fmt_load_mismatch(
     format!("cannot load parameters from {file}: {}", parts.join("; "))
 }
 
+fn fmt_stale(stale: &[(String, Context)]) -> String {
+    let parts: Vec<String> = stale
+        .iter()
+        .map(|(n, c)| format!("parameter '{n}' on {c}"))
+        .collect();
+    parts.join(", ")
+}
+
 /// Everything that can go wrong in mxgluon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -452,6 +460,55 @@ pub enum Error {
     },
 
     // ---------------------------------------------------------------- initializers
+    /// An optimizer name is not registered.
+    #[error("optimizer {name:?} is not registered; known optimizers: {}", known.join(", "))]
+    UnknownOptimizer {
+        /// The name asked for.
+        name: String,
+        /// Registered names.
+        known: Vec<String>,
+    },
+
+    /// An optimizer or learning-rate scheduler option is unknown or has an invalid value.
+    #[error("invalid option {option:?} for {optimizer}: {reason}")]
+    InvalidOptimizerOption {
+        /// The optimizer or scheduler.
+        optimizer: String,
+        /// The option.
+        option: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// `Trainer::step` found parameters whose gradient was not written by a backward pass since
+    /// the last step.
+    #[error(
+        "the gradient of {} has not been updated by backward since the last step; this usually \
+         means the model used only some of its parameters in this iteration; if that is \
+         intended, call step with ignore_stale_grad = true to skip those parameters",
+        fmt_stale(stale)
+    )]
+    StaleGradient {
+        /// `(parameter name, context)` of every stale gradient.
+        stale: Vec<(String, Context)>,
+    },
+
+    /// The parameters given to a Trainer do not live on the same contexts.
+    #[error(
+        "all parameters of a Trainer must be initialized on the same contexts, but '{name}' is on \
+         {} while the parameters before it are on {}",
+        fmt_ctx_list(found),
+        fmt_ctx_list(expected)
+    )]
+    TrainerContextMismatch {
+        /// The first parameter that differs.
+        name: String,
+        /// Its contexts.
+        found: Vec<Context>,
+        /// The contexts of the parameters before it.
+        expected: Vec<Context>,
+    },
+
     /// An initializer name is not registered.
     #[error("initializer {name:?} is not registered; known initializers: {}", known.join(", "))]
     UnknownInitializer {

@@ -36,6 +36,7 @@ pub mod gluon;
 pub mod init;
 pub mod io;
 pub mod nd;
+pub mod optimizer;
 pub mod random;
 
 pub use context::{Context, ContextGuard, ContextList, DeviceType};

@@ -1,0 +1,332 @@
+//! Optimizers and learning-rate schedulers with MXNet 1.9.1's update formulas and defaults.
+//!
+//! An [`Optimizer`] holds the hyper-parameters ([`OptimizerParams`] plus its own, such as
+//! `momentum` or `beta1`) and a pure update kernel over plain slices: the
+//! [`Trainer`](crate::gluon::Trainer) owns the state arrays, counts the updates, applies each
+//! parameter's live `lr_mult` / `wd_mult`, and hands the kernel one weight, its (reduced)
+//! gradient and its state slots at a time. [`update_array`] is that glue for one array of any
+//! floating-point dtype, with `multi_precision` master weights for float16 / bfloat16.
+//!
+//! ```
+//! use mxgluon::optimizer::{self, OptimizerOptions};
+//! let opt = optimizer::create("sgd", &OptimizerOptions::new().set("learning_rate", 0.1).set("momentum", 0.9))?;
+//! assert_eq!(opt.name(), "sgd");
+//! assert_eq!(opt.params().learning_rate, 0.1);
+//! assert_eq!(opt.state_names(), vec!["momentum"]);
+//! # Ok::<(), mxgluon::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::nd::NDArray;
+
+pub mod lr_scheduler;
+mod registry;
+
+pub use lr_scheduler::LrScheduler;
+pub use registry::{create, OptimizerOptions};
+
+/// The options every optimizer shares (MXNet's `Optimizer.__init__`).
+#[derive(Debug)]
+pub struct OptimizerParams {
+    /// The base learning rate (default 0.01). With a scheduler, the scheduler's `base_lr`.
+    pub learning_rate: f64,
+    /// Weight decay (default 0).
+    pub wd: f64,
+    /// Gradients are multiplied by this before clipping (default 1; the Trainer sets it to
+    /// `1 / batch_size` times the value given at creation).
+    pub rescale_grad: f64,
+    /// Clip the rescaled gradient to `[-c, c]` (default: no clipping).
+    pub clip_gradient: Option<f64>,
+    /// Keep float32 master weights for float16 / bfloat16 parameters (default false).
+    pub multi_precision: bool,
+    /// Optional learning-rate schedule, called with the update count.
+    pub lr_scheduler: Option<Box<dyn LrScheduler>>,
+    /// The update count to start from (default 0).
+    pub begin_num_update: u64,
+    /// Highest update count seen over all indices (MXNet's `num_update`).
+    pub num_update: u64,
+    /// Update count per `(parameter index, device slot)` (MXNet's `_index_update_count`, kept
+    /// per device like its `Updater`s do).
+    pub index_update_count: HashMap<(usize, usize), u64>,
+}
+
+impl Default for OptimizerParams {
+    fn default() -> Self {
+        OptimizerParams {
+            learning_rate: 0.01,
+            wd: 0.0,
+            rescale_grad: 1.0,
+            clip_gradient: None,
+            multi_precision: false,
+            lr_scheduler: None,
+            begin_num_update: 0,
+            num_update: 0,
+            index_update_count: HashMap::new(),
+        }
+    }
+}
+
+impl OptimizerParams {
+    /// The current base learning rate: the scheduler's value at `num_update` when there is a
+    /// scheduler, else `learning_rate`.
+    pub fn current_lr(&mut self) -> f64 {
+        match self.lr_scheduler.as_mut() {
+            Some(s) => s.lr(self.num_update),
+            None => self.learning_rate,
+        }
+    }
+
+    /// Counts one more update of parameter `index` on device slot `device` and returns the
+    /// scalars of that step (MXNet's `_update_count` followed by `_get_lr` / `_get_wd`):
+    /// `t` is this index's count, `lr = current_lr() × lr_mult`, `wd = wd × wd_mult`.
+    pub fn begin_step(
+        &mut self,
+        index: usize,
+        device: usize,
+        lr_mult: f64,
+        wd_mult: f64,
+    ) -> StepArgs {
+        let begin = self.begin_num_update;
+        let count = self
+            .index_update_count
+            .entry((index, device))
+            .or_insert(begin);
+        *count += 1;
+        let t = *count;
+        self.num_update = self.num_update.max(t);
+        let lr = self.current_lr() * lr_mult;
+        StepArgs {
+            lr,
+            wd: self.wd * wd_mult,
+            rescale_grad: self.rescale_grad,
+            clip_gradient: self.clip_gradient,
+            t,
+            num_update: self.num_update,
+        }
+    }
+}
+
+/// The scalars of one update of one array.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepArgs {
+    /// Learning rate for this parameter (`base lr × lr_mult`).
+    pub lr: f64,
+    /// Weight decay for this parameter (`wd × wd_mult`).
+    pub wd: f64,
+    /// Gradient multiplier, applied before clipping.
+    pub rescale_grad: f64,
+    /// Clipping bound for the rescaled gradient.
+    pub clip_gradient: Option<f64>,
+    /// This parameter's update count, starting at 1 (Adam's bias correction uses it).
+    pub t: u64,
+    /// The optimizer's overall update count.
+    pub num_update: u64,
+}
+
+/// An optimizer: hyper-parameters plus an update kernel over slices.
+///
+/// Kernels are pure: `step_*` reads the gradient and updates the weight and the state slots
+/// (each shaped like the weight, in [`Optimizer::state_names`] order, zero-initialized by the
+/// caller) in place. When [`Optimizer::elementwise`] is true the kernel may be called on any
+/// sub-range of the arrays (the Trainer splits large arrays across threads and fuses the
+/// cross-context reduction into the update); otherwise it always sees whole arrays.
+pub trait Optimizer: Send + Sync + fmt::Debug {
+    /// MXNet's registry name, lower case (`"sgd"`, `"adam"`, ...).
+    fn name(&self) -> &'static str;
+    /// The shared options.
+    fn params(&self) -> &OptimizerParams;
+    /// The shared options, mutable (the Trainer sets `rescale_grad` and counts updates).
+    fn params_mut(&mut self) -> &mut OptimizerParams;
+    /// The names of the state arrays the kernel needs per weight (empty for plain SGD).
+    fn state_names(&self) -> Vec<&'static str>;
+    /// Whether the kernel is independent per element (false for LAMB and LARS, which use
+    /// whole-array norms).
+    fn elementwise(&self) -> bool {
+        true
+    }
+    /// One float32 update step.
+    fn step_f32(
+        &self,
+        args: &StepArgs,
+        weight: &mut [f32],
+        grad: &[f32],
+        states: &mut [&mut [f32]],
+    );
+    /// One float64 update step.
+    fn step_f64(
+        &self,
+        args: &StepArgs,
+        weight: &mut [f64],
+        grad: &[f64],
+        states: &mut [&mut [f64]],
+    );
+    /// The optimizer's own hyper-parameters (not those of [`OptimizerParams`]) as JSON, in the
+    /// option names [`create`] accepts; used by `Trainer::save_states`.
+    fn hyper_json(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// A boxed copy (same hyper-parameters and counts).
+    fn clone_box(&self) -> Box<dyn Optimizer>;
+}
+
+impl Clone for Box<dyn Optimizer> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// The optimizer state of one weight copy: the slots of [`Optimizer::state_names`] and, for a
+/// float16 / bfloat16 weight with `multi_precision`, its float32 master copy.
+#[derive(Debug, Clone)]
+pub struct OptState {
+    /// One array per state name, shaped like the weight (float32 for half-precision weights).
+    pub slots: Vec<NDArray>,
+    /// The float32 master weight (multi-precision only).
+    pub master: Option<NDArray>,
+}
+
+impl OptState {
+    /// Zero state for `weight` (and the master copy when `opt` keeps one for its dtype).
+    pub fn new(opt: &dyn Optimizer, weight: &NDArray) -> Result<OptState> {
+        let half = matches!(weight.dtype(), DType::Float16 | DType::BFloat16);
+        let state_dtype = match weight.dtype() {
+            DType::Float32 | DType::Float16 | DType::BFloat16 => DType::Float32,
+            DType::Float64 => DType::Float64,
+            other => {
+                return Err(Error::UnsupportedDType {
+                    op: "optimizer update",
+                    dtype: other,
+                    hint: "optimizers update floating-point parameters only".into(),
+                })
+            }
+        };
+        let slots = opt
+            .state_names()
+            .iter()
+            .map(|_| NDArray::zeros(weight.shape(), state_dtype, weight.context()))
+            .collect::<Result<Vec<_>>>()?;
+        let master = if half && opt.params().multi_precision {
+            Some(weight.astype_untracked(DType::Float32)?)
+        } else {
+            None
+        };
+        Ok(OptState { slots, master })
+    }
+}
+
+/// Applies one update to `weight` (any float dtype) with gradient `grad` (same shape; any
+/// float dtype, converted) and `state`.
+///
+/// float32 / float64 weights are updated in place by the kernel. A float16 / bfloat16 weight
+/// is updated through its float32 master copy when the state has one (multi-precision) and
+/// otherwise computed in float32 and rounded back (MXNet computes in half precision; both lose
+/// accuracy, which is why multi_precision exists).
+pub fn update_array(
+    opt: &dyn Optimizer,
+    args: &StepArgs,
+    weight: &NDArray,
+    grad: &NDArray,
+    state: &mut OptState,
+) -> Result<()> {
+    if weight.shape() != grad.shape() {
+        return Err(Error::ShapeMismatch {
+            op: "optimizer update",
+            lhs: weight.shape().to_vec(),
+            rhs: grad.shape().to_vec(),
+            detail: "the gradient must have the weight's shape".into(),
+        });
+    }
+    match weight.dtype() {
+        DType::Float32 => {
+            let g = if grad.dtype() == DType::Float32 {
+                grad.clone()
+            } else {
+                grad.astype_untracked(DType::Float32)?
+            };
+            with_state_slices_f32(&mut state.slots, |states| {
+                g.read_slice::<f32, _>(|gs| {
+                    weight.write_slice::<f32, _>(|ws| opt.step_f32(args, ws, gs, states))
+                })
+            });
+        }
+        DType::Float64 => {
+            let g = if grad.dtype() == DType::Float64 {
+                grad.clone()
+            } else {
+                grad.astype_untracked(DType::Float64)?
+            };
+            with_state_slices_f64(&mut state.slots, |states| {
+                g.read_slice::<f64, _>(|gs| {
+                    weight.write_slice::<f64, _>(|ws| opt.step_f64(args, ws, gs, states))
+                })
+            });
+        }
+        DType::Float16 | DType::BFloat16 => {
+            let g = grad.astype_untracked(DType::Float32)?;
+            let w32 = match &state.master {
+                Some(m) => m.clone(),
+                None => weight.astype_untracked(DType::Float32)?,
+            };
+            with_state_slices_f32(&mut state.slots, |states| {
+                g.read_slice::<f32, _>(|gs| {
+                    w32.write_slice::<f32, _>(|ws| opt.step_f32(args, ws, gs, states))
+                })
+            });
+            weight.assign(&w32)?;
+        }
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "optimizer update",
+                dtype: other,
+                hint: "optimizers update floating-point parameters only".into(),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` with mutable float32 views of every state slot (each slot is its own buffer).
+pub(crate) fn with_state_slices_f32<R>(
+    slots: &mut [NDArray],
+    f: impl FnOnce(&mut [&mut [f32]]) -> R,
+) -> R {
+    fn go<R>(
+        rest: &[NDArray],
+        acc: &mut Vec<&mut [f32]>,
+        f: impl FnOnce(&mut [&mut [f32]]) -> R,
+    ) -> R {
+        match rest.split_first() {
+            None => f(acc),
+            Some((first, tail)) => first.write_slice::<f32, _>(|s| {
+                let mut v: Vec<&mut [f32]> = std::mem::take(acc);
+                v.push(s);
+                go(tail, &mut v, f)
+            }),
+        }
+    }
+    go(slots, &mut Vec::new(), f)
+}
+
+/// Float64 counterpart of [`with_state_slices_f32`].
+pub(crate) fn with_state_slices_f64<R>(
+    slots: &mut [NDArray],
+    f: impl FnOnce(&mut [&mut [f64]]) -> R,
+) -> R {
+    fn go<R>(
+        rest: &[NDArray],
+        acc: &mut Vec<&mut [f64]>,
+        f: impl FnOnce(&mut [&mut [f64]]) -> R,
+    ) -> R {
+        match rest.split_first() {
+            None => f(acc),
+            Some((first, tail)) => first.write_slice::<f64, _>(|s| {
+                let mut v: Vec<&mut [f64]> = std::mem::take(acc);
+                v.push(s);
+                go(tail, &mut v, f)
+            }),
+        }
+    }
+    go(slots, &mut Vec::new(), f)
+}
