@@ -35,6 +35,7 @@ pub mod error;
 pub mod gluon;
 pub mod init;
 pub mod io;
+pub mod kvstore;
 pub mod nd;
 pub mod optimizer;
 pub mod random;

@@ -96,13 +96,11 @@ impl Var {
     }
 
     /// Whether a backward pass stored a gradient since the last call; clears the flag.
-    #[allow(dead_code)] // read by the Trainer's stale-gradient check (next layer up)
     pub(crate) fn take_fresh(&self) -> bool {
         self.fresh.swap(false, Ordering::AcqRel)
     }
 
     /// Whether a backward pass stored a gradient since the flag was last cleared.
-    #[allow(dead_code)] // read by the Trainer's stale-gradient check (next layer up)
     pub(crate) fn is_fresh(&self) -> bool {
         self.fresh.load(Ordering::Acquire)
     }

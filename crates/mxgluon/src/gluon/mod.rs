@@ -8,9 +8,12 @@ pub mod nn;
 mod parameter;
 mod parameter_dict;
 mod serialize;
+mod trainer;
+pub mod utils;
 
 pub use block::{fmt_block, Block, BlockBase, NameScope};
 pub use constant::Constant;
 pub use parameter::{DTypeSource, InitOptions, ParamState, Parameter};
 pub use parameter_dict::{ParamSpec, ParameterDict};
 pub use serialize::LoadParams;
+pub use trainer::{IntoOptimizer, IntoTrainerParams, Trainer, TrainerOptions};

@@ -324,6 +324,55 @@ impl NDArray {
         self.write_with(|b| f(&mut b.bytes_mut()[r.start * es..r.end * es]))
     }
 
+    /// Runs `f` with the elements (as `T`) of several arrays at once: `reads` under read locks
+    /// and `writes` under write locks, in argument order.
+    ///
+    /// Errors with [`Error::InvalidArgument`] when a written array shares its buffer with any
+    /// other argument (that would deadlock or alias), or when an element size does not match.
+    pub(crate) fn with_slices<T: bytemuck::Pod, R>(
+        op: &'static str,
+        reads: &[&NDArray],
+        writes: &[&NDArray],
+        f: impl FnOnce(&[&[T]], &mut [&mut [T]]) -> R,
+    ) -> Result<R> {
+        for (i, w) in writes.iter().enumerate() {
+            let clash = reads.iter().any(|r| Arc::ptr_eq(&r.storage, &w.storage))
+                || writes[i + 1..]
+                    .iter()
+                    .any(|o| Arc::ptr_eq(&o.storage, &w.storage));
+            if clash {
+                return Err(Error::InvalidArgument {
+                    op,
+                    reason: "an array that is written shares its memory with another argument"
+                        .into(),
+                });
+            }
+        }
+        if let Some(a) = reads
+            .iter()
+            .chain(writes.iter())
+            .find(|a| a.dtype().size() != std::mem::size_of::<T>())
+        {
+            return Err(Error::InvalidArgument {
+                op,
+                reason: format!("unexpected element type {}", a.dtype()),
+            });
+        }
+        let read_guards: Vec<_> = reads.iter().map(|a| a.storage.read()).collect();
+        let mut write_guards: Vec<_> = writes.iter().map(|a| a.storage.write()).collect();
+        let read_slices: Vec<&[T]> = read_guards
+            .iter()
+            .zip(reads)
+            .map(|(g, a)| &g.typed::<T>()[a.range()])
+            .collect();
+        let mut write_slices: Vec<&mut [T]> = write_guards
+            .iter_mut()
+            .zip(writes)
+            .map(|(g, a)| &mut g.typed_mut::<T>()[a.range()])
+            .collect();
+        Ok(f(&read_slices, &mut write_slices))
+    }
+
     fn check_dtype<T: Element>(&self, op: &'static str) -> Result<()> {
         if T::DTYPE != self.dtype() {
             return Err(Error::DTypeMismatch {

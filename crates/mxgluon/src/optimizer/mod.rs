@@ -27,7 +27,7 @@ pub mod lr_scheduler;
 mod registry;
 
 pub use lr_scheduler::LrScheduler;
-pub use registry::{create, OptimizerOptions};
+pub use registry::{create, create_from_json, OptimizerOptions};
 
 /// The options every optimizer shares (MXNet's `Optimizer.__init__`).
 #[derive(Debug)]

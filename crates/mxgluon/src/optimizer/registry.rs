@@ -28,3 +28,8 @@ pub fn create(name: &str, _options: &OptimizerOptions) -> Result<Box<dyn Optimiz
         known: vec![],
     })
 }
+
+/// Rebuilds an optimizer from a saved description (`Trainer::save_states`' header).
+pub fn create_from_json(name: &str, _json: &serde_json::Value) -> Result<Box<dyn Optimizer>> {
+    create(name, &OptimizerOptions::new())
+}
