@@ -113,3 +113,36 @@ FILE_BYTES = FILE_ARRAYS * 2048 * 1024 * 4  # 256 MiB
 
 def gflop(m, k, n):
     return 2.0 * m * n * k / 1e9
+
+# train_epoch_digits: the defaults of `mxgluon train` on the embedded digits.
+TRAIN_BATCH = 64
+TRAIN_HIDDEN = (128, 64)
+TRAIN_LR = 0.1
+KV_TRAFFIC = 11 * PARAM_BYTES  # kv_update_4ctx: 4 grad reads, weight+momentum r/w, 3 copies
+
+
+def load_digits_train():
+    """The embedded digits' training split as (float32 (N, 64) in [0, 1], float32 labels (N,))."""
+    import gzip
+    import os
+
+    import numpy as np
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                        "crates", "mxgluon", "data", "digits")
+
+    def idx(name):
+        with gzip.open(os.path.join(root, name), "rb") as f:
+            raw = f.read()
+        ndim = raw[3]
+        dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+    x = idx("train-images-idx3-ubyte.gz").reshape(-1, 64).astype(np.float32) / 255.0
+    y = idx("train-labels-idx1-ubyte.gz").astype(np.float32)
+    return x, y
+
+
+def train_batches(x, y):
+    """Fixed-order batches of TRAIN_BATCH rows (the last one may be shorter)."""
+    return [(x[i:i + TRAIN_BATCH], y[i:i + TRAIN_BATCH]) for i in range(0, len(x), TRAIN_BATCH)]

@@ -157,6 +157,61 @@ def main():
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    for workload, nctx in (("train_epoch_digits", 1), ("train_epoch_digits_2ctx", 2)):
+        if not hx.wants(workload):
+            continue
+        from mxnet import autograd
+        from mxnet.gluon import nn
+        ctxs = [mx.cpu(i) for i in range(nctx)]
+        x, y = h.load_digits_train()
+        net = nn.Sequential()
+        with net.name_scope():
+            for units in h.TRAIN_HIDDEN:
+                net.add(nn.Dense(units, activation="relu"))
+            net.add(nn.Dense(10))
+        net.initialize(mx.init.Xavier(), ctx=ctxs)
+        trainer = gluon.Trainer(net.collect_params(), "sgd",
+                                {"learning_rate": h.TRAIN_LR, "momentum": 0.9})
+        lossf = gluon.loss.SoftmaxCrossEntropyLoss()
+        batches = []
+        for xb, yb in h.train_batches(x, y):
+            xs = gluon.utils.split_and_load(nd.array(xb), ctxs, even_split=False)
+            ys = gluon.utils.split_and_load(nd.array(yb), ctxs, even_split=False)
+            batches.append((len(xb), list(zip(xs, ys))))
+
+        def epoch():
+            for bs, parts in batches:
+                with autograd.record():
+                    losses = [lossf(net(xp), yp) for xp, yp in parts]
+                for l in losses:
+                    l.backward()
+                trainer.step(bs)
+            mx.nd.waitall()
+
+        hx.report_ms(workload, hx.time_per_call(epoch),
+                     mode="Gluon nn.Sequential (not hybridized), Trainer sgd momentum 0.9, "
+                          "%d context(s), batches pre-loaded; waitall per epoch" % nctx)
+
+    if hx.wants("kv_update_4ctx"):
+        ctxs = [mx.cpu(i) for i in range(h.NCTX)]
+        p = gluon.Parameter("w", shape=h.XAVIER_SHAPE, init=mx.init.Constant(0.5))
+        p.initialize(ctx=ctxs)
+        for g in p.list_grad():
+            g[:] = 1e-3
+        for d in p.list_data():
+            d._fresh_grad = True  # as backward would set it
+        trainer = gluon.Trainer([p], "sgd", {"learning_rate": 0.01, "momentum": 0.9},
+                                kvstore="device")
+        mx.nd.waitall()
+
+        def kv_step():
+            trainer.step(1)
+            mx.nd.waitall()
+
+        hx.report_rate("kv_update_4ctx", hx.time_per_call(kv_step, kind="memory"),
+                       h.KV_TRAFFIC / 1e9, "GB/s",
+                       mode="Trainer.step on 4 cpu contexts, kvstore='device' (update on kvstore) + waitall")
+
 
 if __name__ == "__main__":
     main()

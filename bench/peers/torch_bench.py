@@ -124,6 +124,52 @@ def main():
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    if hx.wants("train_epoch_digits"):
+        x, y = h.load_digits_train()
+        layers = []
+        fan_in = x.shape[1]
+        for units in h.TRAIN_HIDDEN:
+            layers += [torch.nn.Linear(fan_in, units), torch.nn.ReLU()]
+            fan_in = units
+        layers.append(torch.nn.Linear(fan_in, 10))
+        net = torch.nn.Sequential(*layers)
+        opt = torch.optim.SGD(net.parameters(), lr=h.TRAIN_LR, momentum=0.9)
+        lossf = torch.nn.CrossEntropyLoss()
+        batches = [(torch.from_numpy(xb.copy()), torch.from_numpy(yb.copy()).long())
+                   for xb, yb in h.train_batches(x, y)]
+
+        def epoch():
+            for xb, yb in batches:
+                opt.zero_grad()
+                loss = lossf(net(xb), yb)
+                loss.backward()
+                opt.step()
+
+        hx.report_ms("train_epoch_digits", hx.time_per_call(epoch),
+                     mode="nn.Sequential eager, CrossEntropyLoss (mean), optim.SGD momentum 0.9, "
+                          "zero_grad + backward + step per batch")
+
+    if hx.wants("kv_update_4ctx"):
+        # No multi-device CPU store in PyTorch: the same work by hand (sum of 4 gradients,
+        # SGD with momentum on the first copy, copy to the 3 others).
+        ws = [torch.full(h.XAVIER_SHAPE, 0.5) for _ in range(h.NCTX)]
+        gs = [torch.full(h.XAVIER_SHAPE, 1e-3) for _ in range(h.NCTX)]
+        w0 = torch.nn.Parameter(ws[0])
+        w0.grad = torch.empty(h.XAVIER_SHAPE)
+        opt = torch.optim.SGD([w0], lr=0.01, momentum=0.9)
+
+        def kv_step():
+            with torch.no_grad():
+                torch.add(gs[0], gs[1], out=w0.grad)
+                w0.grad.add_(gs[2]).add_(gs[3])
+                opt.step()
+                for w in ws[1:]:
+                    w.copy_(w0)
+
+        hx.report_rate("kv_update_4ctx", hx.time_per_call(kv_step, kind="memory"),
+                       h.KV_TRAFFIC / 1e9, "GB/s",
+                       mode="by hand: add 4 grads into .grad, optim.SGD(momentum 0.9).step(), 3 copy_")
+
 
 if __name__ == "__main__":
     main()

@@ -715,6 +715,185 @@ fn bench_op_overhead(h: &Harness) -> Result<()> {
     Ok(())
 }
 
+/// Batch size, hidden sizes and learning rate of the `train_epoch_digits` workload: the
+/// defaults of `mxgluon train`.
+const TRAIN_BATCH: usize = 64;
+const TRAIN_HIDDEN: [usize; 2] = [128, 64];
+const TRAIN_LR: f64 = 0.1;
+
+/// One epoch of `mxgluon train`'s default model on the embedded digits (training split, fixed
+/// batch order): MLP 64-128-64-10 with ReLU, softmax cross-entropy, SGD with momentum 0.9,
+/// batch 64, `Trainer::step` per batch; on one context, and data-parallel on two.
+fn bench_train_epoch(h: &Harness) -> Result<()> {
+    use mxgluon::gluon::data::vision::Digits;
+    use mxgluon::gluon::loss::{Loss, SoftmaxCrossEntropyLoss};
+    use mxgluon::gluon::nn::{Dense, Sequential};
+    use mxgluon::gluon::utils::split_and_load;
+    use mxgluon::gluon::{Block, Trainer, TrainerOptions};
+    use mxgluon::nd::ActType;
+    use mxgluon::optimizer::OptimizerOptions;
+
+    let (x, y) = Digits::train()?;
+    let n = x.shape()[0];
+    for (workload, ctxs) in [
+        ("train_epoch_digits", vec![Context::cpu(0)]),
+        ("train_epoch_digits_2ctx", vec![Context::cpu(0), Context::cpu(1)]),
+    ] {
+        if !h.wants(workload) {
+            continue;
+        }
+        let net = Sequential::new();
+        {
+            let _s = net.name_scope();
+            let mut fan_in = x.shape()[1];
+            for &units in &TRAIN_HIDDEN {
+                net.add(
+                    Dense::builder(units)
+                        .in_units(fan_in)
+                        .activation(ActType::Relu)
+                        .build()?,
+                );
+                fan_in = units;
+            }
+            net.add(Dense::builder(10).in_units(fan_in).build()?);
+        }
+        net.initialize(Some(init::Xavier::default().into()), ctxs.clone())?;
+        let mut trainer = Trainer::new(
+            &net.collect_params()?,
+            (
+                "sgd",
+                OptimizerOptions::new()
+                    .set("learning_rate", TRAIN_LR)
+                    .set("momentum", 0.9),
+            ),
+            TrainerOptions::default(),
+        )?;
+        let lossf = SoftmaxCrossEntropyLoss::new();
+        let mut batches = Vec::new();
+        for start in (0..n).step_by(TRAIN_BATCH) {
+            let end = (start + TRAIN_BATCH).min(n);
+            let xb = x.slice_axis0(start, end)?.copy_to(Context::cpu(0))?;
+            let yb = y.slice_axis0(start, end)?.copy_to(Context::cpu(0))?;
+            let parts: Vec<(NDArray, NDArray)> = split_and_load(&xb, &ctxs, false)?
+                .into_iter()
+                .zip(split_and_load(&yb, &ctxs, false)?)
+                .collect();
+            batches.push((end - start, parts));
+        }
+        let one = |xb: &NDArray, yb: &NDArray| -> Result<()> {
+            let l = {
+                let _r = mxgluon::autograd::record();
+                lossf.loss(&net.forward(xb)?, yb, None)?
+            };
+            l.backward()
+        };
+        let mut epoch = || -> Result<()> {
+            for (bs, parts) in &batches {
+                if parts.len() == 1 {
+                    one(&parts[0].0, &parts[0].1)?;
+                } else {
+                    std::thread::scope(|s| {
+                        let hs: Vec<_> = parts
+                            .iter()
+                            .map(|(xb, yb)| s.spawn(|| one(xb, yb)))
+                            .collect();
+                        hs.into_iter()
+                            .map(|h| h.join().unwrap_or(Ok(())))
+                            .collect::<Result<Vec<()>>>()
+                    })?;
+                }
+                trainer.step(*bs)?;
+            }
+            Ok(())
+        };
+        epoch()?;
+        let t = h.time(Kind::Compute, &mut epoch)?;
+        let out = net.forward(&x.copy_to(ctxs[0])?)?.to_f32_vec();
+        let labels = y.to_f32_vec();
+        let hits = out
+            .chunks(10)
+            .zip(&labels)
+            .filter(|(r, &l)| (0..10).fold(0, |b, i| if r[i] > r[b] { i } else { b }) == l as usize)
+            .count();
+        check(hits * 10 > n * 9, "training fits the digits (over 90% train accuracy)")?;
+        let mode = format!(
+            "{n} samples, batch {TRAIN_BATCH}, MLP 64-128-64-10 ReLU, SGD lr {TRAIN_LR} momentum 0.9, Trainer.step per batch, {} context(s){}",
+            ctxs.len(),
+            if ctxs.len() > 1 { ", one thread per context" } else { "" }
+        );
+        h.report_time(workload, "ours", &t, "ms", 1e3, &mode);
+    }
+    Ok(())
+}
+
+/// Gradient reduction + SGD-with-momentum update of a 4096×4096 f32 parameter held on 4
+/// contexts: sum 4 gradients, update the first copy and its momentum, copy it to 3 others.
+/// Traffic: 4 gradient reads, weight and momentum read + write, 3 copy writes (11 × 64 MiB).
+/// A 2-thread memcpy of the same buffers gives this run's bandwidth reference.
+fn bench_kv_update(h: &Harness) -> Result<()> {
+    use mxgluon::kvstore::reduce_update_broadcast;
+    use mxgluon::optimizer::{self, OptState, OptimizerOptions};
+    const TRAFFIC: f64 = 11.0 * PARAM_BYTES as f64;
+
+    let elems = PARAM_BYTES / 4;
+    {
+        let mut dst = vec![1.0f32; elems];
+        let src = vec![0.5f32; elems];
+        let t = h.time(Kind::Memory, || {
+            let (d0, d1) = dst.split_at_mut(elems / 2);
+            let (s0, s1) = black_box(&src).split_at(elems / 2);
+            std::thread::scope(|sc| {
+                sc.spawn(|| d0.copy_from_slice(s0));
+                d1.copy_from_slice(s1);
+            });
+            black_box(&mut dst);
+            Ok(())
+        })?;
+        h.report_rate(
+            "kv_update_4ctx",
+            "memcpy",
+            &t,
+            2.0 * PARAM_BYTES as f64 / 1e9,
+            "GB/s",
+            "bandwidth reference: copy_from_slice of 64 MiB on 2 threads, read + write bytes",
+        );
+    }
+    let ctxs: Vec<Context> = (0..NCTX).map(Context::cpu).collect();
+    let weights: Vec<NDArray> = ctxs
+        .iter()
+        .map(|&c| nd::full(&BIG, 0.5, c))
+        .collect::<Result<_>>()?;
+    let grads: Vec<NDArray> = ctxs
+        .iter()
+        .map(|&c| nd::full(&BIG, 1e-3, c))
+        .collect::<Result<_>>()?;
+    let mut opt = optimizer::create(
+        "sgd",
+        &OptimizerOptions::new()
+            .set("learning_rate", 0.01)
+            .set("momentum", 0.9),
+    )?;
+    let mut state = OptState::new(opt.as_ref(), &weights[0])?;
+    let t = h.time(Kind::Memory, || {
+        let args = opt.params_mut().begin_step(0, 0, 1.0, 1.0);
+        reduce_update_broadcast(opt.as_ref(), &args, &weights, &grads, &mut state)
+    })?;
+    check(
+        weights[3].get_f64(&[4095, 4095])? == weights[0].get_f64(&[4095, 4095])?
+            && weights[0].get_f64(&[0, 0])? < 0.5,
+        "the update reached every copy",
+    )?;
+    h.report_rate(
+        "kv_update_4ctx",
+        "ours",
+        &t,
+        TRAFFIC / 1e9,
+        "GB/s",
+        "kvstore::reduce_update_broadcast: sum 4 grads + SGD momentum on copy 0 + copy to 3, fused; traffic 11 x 64 MiB",
+    );
+    Ok(())
+}
+
 fn run(h: &Harness) -> Result<()> {
     println!(
         "{{\"info\": {{\"version\": {}, \"threads\": {}}}, \"impl\": \"ours\"}}",
@@ -746,6 +925,12 @@ fn run(h: &Harness) -> Result<()> {
     }
     if h.wants("params_save") || h.wants("params_load") {
         bench_params_io(h)?;
+    }
+    if h.wants("train_epoch_digits") {
+        bench_train_epoch(h)?;
+    }
+    if h.wants("kv_update_4ctx") {
+        bench_kv_update(h)?;
     }
     Ok(())
 }

@@ -211,9 +211,29 @@ fn check_same(op: &'static str, what: &str, a: &NDArray, b: &NDArray) -> Result<
 }
 
 /// Sums `grads` (one per context), applies one optimizer step to `weights[0]` and copies the
-/// result into `weights[1..]`. With a single gradient and a single weight this is a plain
-/// update. The state belongs to `weights[0]`.
-pub(crate) fn reduce_update_broadcast(
+/// result into `weights[1..]` — what the [`Trainer`](crate::gluon::Trainer) does per parameter
+/// with several contexts (MXNet's `pushpull` on a kvstore that runs the optimizer). With one
+/// gradient and one weight it is a plain update. The state belongs to `weights[0]`
+/// ([`OptState::new`]); `args` come from [`OptimizerParams::begin_step`](crate::optimizer::OptimizerParams::begin_step).
+///
+/// float32 and float64 arrays take one fused pass over memory; other dtypes and
+/// multi-precision states go through [`update_array`] on the summed gradient.
+///
+/// ```
+/// use mxgluon::kvstore::reduce_update_broadcast;
+/// use mxgluon::optimizer::{self, OptState, OptimizerOptions};
+/// use mxgluon::{nd, Context};
+/// let ctxs = [Context::cpu(0), Context::cpu(1)];
+/// let weights = [nd::ones(&[3], ctxs[0])?, nd::ones(&[3], ctxs[1])?];
+/// let grads = [nd::full(&[3], 1.0, ctxs[0])?, nd::full(&[3], 3.0, ctxs[1])?];
+/// let mut opt = optimizer::create("sgd", &OptimizerOptions::new().set("learning_rate", 0.5))?;
+/// let mut state = OptState::new(opt.as_ref(), &weights[0])?;
+/// let args = opt.params_mut().begin_step(0, 0, 1.0, 1.0);
+/// reduce_update_broadcast(opt.as_ref(), &args, &weights, &grads, &mut state)?;
+/// assert_eq!(weights[1].to_vec::<f32>()?, vec![-1.0; 3]); // 1 - 0.5 * (1 + 3)
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn reduce_update_broadcast(
     opt: &dyn Optimizer,
     args: &StepArgs,
     weights: &[NDArray],
@@ -298,7 +318,16 @@ fn sum_arrays(arrays: &[NDArray]) -> Result<NDArray> {
 
 /// Replaces every array of `grads` (one per context) by their elementwise sum, in place
 /// (MXNet's `pushpull` without an optimizer).
-pub(crate) fn allreduce_in_place(grads: &[NDArray]) -> Result<()> {
+///
+/// ```
+/// use mxgluon::{kvstore, nd, Context};
+/// let g = [nd::full(&[2], 1.0, Context::cpu(0))?, nd::full(&[2], 3.0, Context::cpu(1))?];
+/// kvstore::allreduce_in_place(&g)?;
+/// assert_eq!(g[0].to_vec::<f32>()?, vec![4.0, 4.0]);
+/// assert_eq!(g[1].to_vec::<f32>()?, vec![4.0, 4.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn allreduce_in_place(grads: &[NDArray]) -> Result<()> {
     let Some((first, rest)) = grads.split_first() else {
         return Ok(());
     };
@@ -364,8 +393,9 @@ fn allreduce_slices<T: FusedElem>(grads: &[NDArray]) -> Result<()> {
     })
 }
 
-/// Copies `arrays[0]` into every other array (MXNet's `broadcast` at the first step).
-pub(crate) fn broadcast_first(arrays: &[NDArray]) -> Result<()> {
+/// Copies `arrays[0]` into every other array (MXNet's `broadcast`, which the Trainer runs
+/// before the first update so that every copy starts from the first context's value).
+pub fn broadcast_first(arrays: &[NDArray]) -> Result<()> {
     if let Some((first, rest)) = arrays.split_first() {
         for a in rest {
             a.assign(first)?;
