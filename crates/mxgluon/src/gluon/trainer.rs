@@ -534,17 +534,17 @@ impl Trainer {
         crate::io::params::save(path, &list)
     }
 
-    /// Loads what [`Trainer::save_states`] wrote: the optimizer (kind, hyper-parameters and
-    /// update counts) replaces the current one, keeping the current learning-rate scheduler,
-    /// and the states are given to every context.
+    /// Loads what [`Trainer::save_states`] wrote: the saved optimizer (kind, options,
+    /// learning-rate schedule and update counts) replaces the current one, as in MXNet, and
+    /// the states are given to every context. The gradient scale captured at creation is kept.
     ///
     /// The file is an MXNet NDArray file (readable by `mxgluon inspect` and by MXNet's
     /// `mx.nd.load`) holding a dict:
     /// * `"__optimizer__"`: a uint8 array with UTF-8 JSON `{"format": "mxgluon-trainer-states",
-    ///   "version": 1, "optimizer": name, "hyper": {...}, "common": {"learning_rate", "wd",
-    ///   "rescale_grad", "clip_gradient", "multi_precision", "begin_num_update", "num_update"},
+    ///   "version": 1, "optimizer": name, "config": {...}, "num_update": n,
     ///   "index_update_count": [[index, context slot, count], ...], "params": [names in index
-    ///   order]}`;
+    ///   order]}`, where `config` is [`optimizer::config_json`] (every option by
+    ///   [`optimizer::create`]'s names, with the schedule);
     /// * `"<index>:<state name>"`: each state array of parameter `index` (e.g. `"0:momentum"`),
     ///   and `"<index>:weight32"` for a multi-precision master weight.
     pub fn load_states(&mut self, path: impl AsRef<Path>) -> Result<()> {
@@ -565,16 +565,8 @@ impl Trainer {
             "format": STATES_FORMAT,
             "version": 1,
             "optimizer": self.optimizer.name(),
-            "hyper": serde_json::Value::Object(self.optimizer.hyper_json()),
-            "common": {
-                "learning_rate": p.learning_rate,
-                "wd": p.wd,
-                "rescale_grad": p.rescale_grad,
-                "clip_gradient": p.clip_gradient,
-                "multi_precision": p.multi_precision,
-                "begin_num_update": p.begin_num_update,
-                "num_update": p.num_update,
-            },
+            "config": optimizer::config_json(self.optimizer.as_ref()),
+            "num_update": p.num_update,
             "index_update_count": counts,
             "params": self.params.iter().map(|p| p.name()).collect::<Vec<_>>(),
         });
@@ -631,7 +623,10 @@ impl Trainer {
             .get("optimizer")
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad("header lacks the optimizer name".into()))?;
-        let mut opt = optimizer::create_from_json(name, &json)?;
+        let config = json
+            .get("config")
+            .ok_or_else(|| bad("header lacks the optimizer configuration".into()))?;
+        let mut opt = optimizer::create_from_json(name, config)?;
         // Update counts.
         {
             let p = opt.params_mut();
@@ -650,10 +645,9 @@ impl Trainer {
                 }
             }
             p.num_update = json
-                .pointer("/common/num_update")
+                .get("num_update")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(p.num_update);
-            p.lr_scheduler = self.optimizer.params_mut().lr_scheduler.take();
         }
         // States: one set per parameter, copied to every context slot.
         let names = opt.state_names();

@@ -23,14 +23,28 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::nd::NDArray;
 
+mod adam;
+mod adaptive;
+mod kernel;
+mod layerwise;
 pub mod lr_scheduler;
 mod registry;
+mod sgd;
 
-pub use lr_scheduler::LrScheduler;
-pub use registry::{create, create_from_json, OptimizerOptions};
+pub use adam::{Adam, AdamW, Adamax, Nadam};
+pub use adaptive::{AdaDelta, AdaGrad, Ftrl, RmsProp};
+pub use layerwise::{Lamb, Lars};
+pub use lr_scheduler::{
+    CosineScheduler, FactorScheduler, LrScheduler, MultiFactorScheduler, PolyScheduler, Warmup,
+    WarmupMode,
+};
+pub use registry::{
+    config_json, create, create_from_json, registered, OptimizerOptions, OptionValue,
+};
+pub use sgd::{Nag, Sgd, Signum};
 
 /// The options every optimizer shares (MXNet's `Optimizer.__init__`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OptimizerParams {
     /// The base learning rate (default 0.01). With a scheduler, the scheduler's `base_lr`.
     pub learning_rate: f64,
@@ -52,6 +66,9 @@ pub struct OptimizerParams {
     /// Update count per `(parameter index, device slot)` (MXNet's `_index_update_count`, kept
     /// per device like its `Updater`s do).
     pub index_update_count: HashMap<(usize, usize), u64>,
+    /// The base learning rates of the latest two update counts, recorded by
+    /// [`OptimizerParams::begin_step`] (LARS' `momentum_correction` reads them).
+    pub lr_history: LrHistory,
 }
 
 impl Default for OptimizerParams {
@@ -66,7 +83,39 @@ impl Default for OptimizerParams {
             begin_num_update: 0,
             num_update: 0,
             index_update_count: HashMap::new(),
+            lr_history: LrHistory::default(),
         }
+    }
+}
+
+/// The base learning rate (before `lr_mult`) at the latest update count and at the one
+/// before it, as [`OptimizerParams::begin_step`] saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LrHistory {
+    step: Option<u64>,
+    current: f64,
+    previous: Option<f64>,
+}
+
+impl LrHistory {
+    /// Records `base_lr` for update count `num_update`: a new count moves the current rate
+    /// to [`LrHistory::previous`]; the same count overwrites the current rate.
+    pub fn record(&mut self, num_update: u64, base_lr: f64) {
+        match self.step {
+            Some(s) if s == num_update => {}
+            Some(_) => self.previous = Some(self.current),
+            None => self.previous = None,
+        }
+        self.step = Some(num_update);
+        self.current = base_lr;
+    }
+    /// The base learning rate of the latest update count (`None` before the first step).
+    pub fn current(&self) -> Option<f64> {
+        self.step.map(|_| self.current)
+    }
+    /// The base learning rate of the update count before the latest one.
+    pub fn previous(&self) -> Option<f64> {
+        self.previous
     }
 }
 
@@ -78,6 +127,25 @@ impl OptimizerParams {
             Some(s) => s.lr(self.num_update),
             None => self.learning_rate,
         }
+    }
+
+    /// The shared options as JSON, under the names [`create`] accepts: `learning_rate`, `wd`,
+    /// `rescale_grad`, `clip_gradient` (null when unset), `multi_precision`,
+    /// `begin_num_update`, and `lr_scheduler` (the schedule's [`LrScheduler::to_json`], which
+    /// includes its progress) when there is a schedule that serializes. Update counts are not
+    /// included. [`create_from_json`] reads this back (see [`config_json`]).
+    pub fn options_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("learning_rate".into(), self.learning_rate.into());
+        m.insert("wd".into(), self.wd.into());
+        m.insert("rescale_grad".into(), self.rescale_grad.into());
+        m.insert("clip_gradient".into(), self.clip_gradient.into());
+        m.insert("multi_precision".into(), self.multi_precision.into());
+        m.insert("begin_num_update".into(), self.begin_num_update.into());
+        if let Some(j) = self.lr_scheduler.as_ref().and_then(|s| s.to_json()) {
+            m.insert("lr_scheduler".into(), j);
+        }
+        m
     }
 
     /// Counts one more update of parameter `index` on device slot `device` and returns the
@@ -98,7 +166,9 @@ impl OptimizerParams {
         *count += 1;
         let t = *count;
         self.num_update = self.num_update.max(t);
-        let lr = self.current_lr() * lr_mult;
+        let base_lr = self.current_lr();
+        self.lr_history.record(self.num_update, base_lr);
+        let lr = base_lr * lr_mult;
         StepArgs {
             lr,
             wd: self.wd * wd_mult,
@@ -238,13 +308,25 @@ pub fn update_array(
             detail: "the gradient must have the weight's shape".into(),
         });
     }
+    check_state(opt, weight, state)?;
+    // The kernel reads the gradient under a read lock while it writes the weight: a gradient
+    // sharing the weight's memory is copied first.
+    let aliased = grad.shares_memory_with(weight)
+        || state
+            .slots
+            .iter()
+            .chain(state.master.iter())
+            .any(|s| s.shares_memory_with(grad));
+    let as_dtype = |dtype: DType| -> Result<NDArray> {
+        if grad.dtype() == dtype && !aliased {
+            Ok(grad.clone())
+        } else {
+            grad.astype_untracked(dtype)
+        }
+    };
     match weight.dtype() {
         DType::Float32 => {
-            let g = if grad.dtype() == DType::Float32 {
-                grad.clone()
-            } else {
-                grad.astype_untracked(DType::Float32)?
-            };
+            let g = as_dtype(DType::Float32)?;
             with_state_slices_f32(&mut state.slots, |states| {
                 g.read_slice::<f32, _>(|gs| {
                     weight.write_slice::<f32, _>(|ws| opt.step_f32(args, ws, gs, states))
@@ -252,11 +334,7 @@ pub fn update_array(
             });
         }
         DType::Float64 => {
-            let g = if grad.dtype() == DType::Float64 {
-                grad.clone()
-            } else {
-                grad.astype_untracked(DType::Float64)?
-            };
+            let g = as_dtype(DType::Float64)?;
             with_state_slices_f64(&mut state.slots, |states| {
                 g.read_slice::<f64, _>(|gs| {
                     weight.write_slice::<f64, _>(|ws| opt.step_f64(args, ws, gs, states))
@@ -282,6 +360,74 @@ pub fn update_array(
                 dtype: other,
                 hint: "optimizers update floating-point parameters only".into(),
             })
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `state` fits `weight` and `opt`: one slot per state name, each shaped like
+/// the weight in the state dtype (float64 for float64 weights, else float32), and a float32
+/// master copy of the weight's shape if any.
+fn check_state(opt: &dyn Optimizer, weight: &NDArray, state: &OptState) -> Result<()> {
+    let names = opt.state_names();
+    if state.slots.len() != names.len() {
+        return Err(Error::invalid_arg(
+            "optimizer update",
+            format!(
+                "{} needs {} state arrays ({}) but {} were given; create the state with \
+                 OptState::new for this optimizer",
+                opt.name(),
+                names.len(),
+                names.join(", "),
+                state.slots.len()
+            ),
+        ));
+    }
+    let want = if weight.dtype() == DType::Float64 {
+        DType::Float64
+    } else {
+        DType::Float32
+    };
+    let arrays = names
+        .iter()
+        .zip(&state.slots)
+        .map(|(n, a)| (*n, a, want))
+        .chain(
+            state
+                .master
+                .iter()
+                .map(|m| ("master weight", m, DType::Float32)),
+        );
+    for (name, a, dtype) in arrays {
+        if a.shape() != weight.shape() || a.dtype() != dtype {
+            return Err(Error::invalid_arg(
+                "optimizer update",
+                format!(
+                    "{} state '{name}' is {:?} {:?} but the weight {:?} {:?} needs {:?} {:?}",
+                    opt.name(),
+                    a.dtype(),
+                    a.shape(),
+                    weight.dtype(),
+                    weight.shape(),
+                    dtype,
+                    weight.shape()
+                ),
+            ));
+        }
+        if a.shares_memory_with(weight) {
+            return Err(Error::invalid_arg(
+                "optimizer update",
+                format!("{} state '{name}' shares the weight's memory", opt.name()),
+            ));
+        }
+    }
+    let all: Vec<&NDArray> = state.slots.iter().chain(state.master.iter()).collect();
+    for (i, a) in all.iter().enumerate() {
+        if all[..i].iter().any(|b| b.shares_memory_with(a)) {
+            return Err(Error::invalid_arg(
+                "optimizer update",
+                format!("two {} state arrays share memory", opt.name()),
+            ));
         }
     }
     Ok(())
