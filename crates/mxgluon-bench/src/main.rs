@@ -733,7 +733,8 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
     use mxgluon::nd::ActType;
     use mxgluon::optimizer::OptimizerOptions;
 
-    let (x, y) = Digits::train()?;
+    let train = Digits::train()?;
+    let (x, y) = (train.data().clone(), train.label().clone());
     let n = x.shape()[0];
     for (workload, ctxs) in [
         ("train_epoch_digits", vec![Context::cpu(0)]),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mxgluon::gluon::data::{DataLoader, LastBatch};
+use mxgluon::gluon::data::{ArrayDataset, DataLoader, LastBatch};
 use mxgluon::gluon::loss::{Loss, SoftmaxCrossEntropyLoss};
 use mxgluon::gluon::nn::{Dense, Sequential};
 use mxgluon::gluon::utils::split_and_load;
@@ -153,8 +153,8 @@ fn parse(args: &TrainArgs) -> Result<Config, Failure> {
 /// Training and test sets: images flattened to (N, features) float32 in [0, 1], labels (N,).
 struct Dataset {
     name: String,
-    train: (NDArray, NDArray),
-    test: (NDArray, NDArray),
+    train: ArrayDataset,
+    test: ArrayDataset,
     classes: usize,
 }
 
@@ -210,13 +210,13 @@ fn correct(out: &NDArray, labels: &NDArray) -> usize {
         .count()
 }
 
-fn evaluate(net: &Sequential, data: &(NDArray, NDArray), ctx: Context) -> Result<f64, Failure> {
-    let n = data.0.shape()[0];
+fn evaluate(net: &Sequential, data: &ArrayDataset, ctx: Context) -> Result<f64, Failure> {
+    let n = data.len();
     if n == 0 {
         return Ok(0.0);
     }
-    let out = net.forward(&data.0.as_in_context(ctx)?)?;
-    Ok(correct(&out, &data.1) as f64 / n as f64)
+    let out = net.forward(&data.data().as_in_context(ctx)?)?;
+    Ok(correct(&out, data.label()) as f64 / n as f64)
 }
 
 /// Forward, loss and backward of one batch, split over the contexts (one thread each).
@@ -269,13 +269,13 @@ fn step_parts(
 fn train(args: &TrainArgs) -> Result<(), Failure> {
     let cfg = parse(args)?;
     let data = load_data(args)?;
-    let n_train = data.train.0.shape()[0];
-    let features = data.train.0.shape().get(1).copied().unwrap_or(0);
+    let n_train = data.train.len();
+    let features = data.train.data().shape().get(1).copied().unwrap_or(0);
     println!(
         "data: {} — {} training and {} test samples, {} features, {} classes",
         data.name,
         n_train,
-        data.test.0.shape()[0],
+        data.test.len(),
         features,
         data.classes
     );
@@ -302,13 +302,9 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
         cfg.ctxs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
     );
     let lossf = SoftmaxCrossEntropyLoss::new();
-    let loader = DataLoader::new(
-        data.train.0.clone(),
-        data.train.1.clone(),
-        args.batch_size,
-    )?
-    .shuffle(args.seed)
-    .last_batch(LastBatch::Keep);
+    let mut loader = DataLoader::new(data.train.clone(), args.batch_size)?
+        .shuffle(args.seed)
+        .last_batch(LastBatch::Keep);
     let mut history = Vec::with_capacity(args.epochs);
     for epoch in 1..=args.epochs {
         let bar = if args.quiet {
@@ -327,7 +323,8 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
         };
         let start = Instant::now();
         let (mut loss_sum, mut hits, mut seen) = (0.0, 0usize, 0usize);
-        for (x, y) in loader.epoch(epoch as u64)? {
+        for batch in loader.iter() {
+            let (x, y) = batch?;
             let bs = x.shape()[0];
             let parts: Vec<(NDArray, NDArray)> = if bs < cfg.ctxs.len() {
                 vec![(x.as_in_context(cfg.ctxs[0])?, y.as_in_context(cfg.ctxs[0])?)]
