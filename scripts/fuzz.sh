@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Fuzzes every file reader (fuzz/: params, safetensors, npy, npz) for a bounded time each.
+# Fuzzes every file reader (fuzz/: params, safetensors, npy, npz, idx) for a bounded time each.
 #
 #   FUZZ_SECONDS=60 scripts/fuzz.sh [TARGET...]
 #
 # Needs a nightly toolchain (rustup toolchain install nightly) and cargo-fuzz (installed here
 # on first use with `cargo install cargo-fuzz`). Seeds come from MXNet's golden files,
-# converted to each format with the mxgluon CLI. Inputs are capped at 64 KiB and any single
-# allocation above 128 MiB counts as a failure (readers must not allocate beyond their input;
-# deflated npz members may inflate up to 1032x, i.e. 66 MiB here). Crashes land in
-# fuzz/artifacts/TARGET/.
+# converted to each format with the mxgluon CLI, and (idx) the embedded digits files, gzipped
+# and plain. Inputs are capped at 64 KiB and any single allocation above 128 MiB counts as a
+# failure (readers must not allocate beyond their input; deflated npz members and gzipped IDX
+# files may inflate up to 1032x, i.e. 66 MiB here). Crashes land in fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs="${FUZZ_SECONDS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(params safetensors npy npz)
+[ ${#targets[@]} -gt 0 ] || targets=(params safetensors npy npz idx)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "a nightly toolchain is needed: rustup toolchain install nightly" >&2
@@ -41,6 +41,12 @@ if [ -d "$golden" ]; then
         done
     done
     [ -d fuzz/corpus/npy ] && "$cli" convert "$golden/ctx_cpu3.params" fuzz/corpus/npy/ctx.npy >/dev/null 2>&1 || true
+fi
+if [ -d fuzz/corpus/idx ]; then
+    for f in crates/mxgluon/data/digits/*.gz; do
+        cp "$f" fuzz/corpus/idx/
+        gzip -dc "$f" > "fuzz/corpus/idx/$(basename "$f" .gz)"
+    done
 fi
 
 status=0

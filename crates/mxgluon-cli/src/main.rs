@@ -14,6 +14,8 @@ use mxgluon::{init, nd, Context, Parameter};
 mod convert;
 mod diff;
 mod inspect;
+#[allow(dead_code)] // used by `mxgluon train` (to come)
+mod plot;
 mod util;
 
 #[derive(Parser, Debug)]

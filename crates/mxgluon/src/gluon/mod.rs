@@ -3,6 +3,7 @@
 
 mod block;
 mod constant;
+pub mod data;
 pub mod loss;
 pub mod nn;
 mod parameter;

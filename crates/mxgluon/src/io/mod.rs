@@ -1,6 +1,7 @@
 //! `io`: array files. MXNet's `.params` format ([`params`], every record version, dense and
 //! sparse), safetensors ([`safetensors`]), NumPy `.npy` ([`npy`]) and `.npz` ([`npz`]), and
-//! lazy, memory-mapped inspection of any of them ([`FileView`]).
+//! lazy, memory-mapped inspection of any of them ([`FileView`]). MNIST's IDX files, plain or
+//! gzipped, have their own reader and writer ([`idx`]: one array per file, not an `ArrayList`).
 //!
 //! Every reader takes a path or a byte slice and checks each count and length it reads
 //! against the bytes that remain **before** allocating anything: a truncated, corrupted or
@@ -34,6 +35,7 @@
 //! ```
 
 mod atomic;
+pub mod idx;
 pub mod npy;
 pub mod npz;
 pub mod params;
