@@ -738,7 +738,10 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
     let n = x.shape()[0];
     for (workload, ctxs) in [
         ("train_epoch_digits", vec![Context::cpu(0)]),
-        ("train_epoch_digits_2ctx", vec![Context::cpu(0), Context::cpu(1)]),
+        (
+            "train_epoch_digits_2ctx",
+            vec![Context::cpu(0), Context::cpu(1)],
+        ),
     ] {
         if !h.wants(workload) {
             continue;
@@ -816,7 +819,10 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
             .zip(&labels)
             .filter(|(r, &l)| (0..10).fold(0, |b, i| if r[i] > r[b] { i } else { b }) == l as usize)
             .count();
-        check(hits * 10 > n * 9, "training fits the digits (over 90% train accuracy)")?;
+        check(
+            hits * 10 > n * 9,
+            "training fits the digits (over 90% train accuracy)",
+        )?;
         let mode = format!(
             "{n} samples, batch {TRAIN_BATCH}, MLP 64-128-64-10 ReLU, SGD lr {TRAIN_LR} momentum 0.9, Trainer.step per batch, {} context(s){}",
             ctxs.len(),

@@ -1,6 +1,8 @@
 //! `mxgluon`: the command-line tool of the mxgluon library.
 //!
 //! Subcommands:
+//! - `train`: trains an MLP on the embedded digits (or IDX files) with a Trainer, optionally
+//!   data-parallel over several contexts; see `train.rs`.
 //! - `seed`: runs the seed example (a fully-connected layer whose weight and bias are Gluon-style
 //!   `Parameter`s) and prints the output's shape and first values.
 //! - `inspect`, `convert`, `diff`: array files (`.params`, `.safetensors`, `.npy`, `.npz`); see
@@ -14,8 +16,8 @@ use mxgluon::{init, nd, Context, Parameter};
 mod convert;
 mod diff;
 mod inspect;
-#[allow(dead_code)] // used by `mxgluon train` (to come)
 mod plot;
+mod train;
 mod util;
 
 #[derive(Parser, Debug)]
@@ -31,6 +33,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train an MLP classifier on the embedded 8x8 digits (or MNIST-format IDX files).
+    Train(train::TrainArgs),
     /// Run the seed example: Xavier-initialized weight, zero bias, one fully_connected forward.
     Seed {
         /// Context to run on, e.g. `cpu(0)`.
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
             units,
             seed,
         } => seed_example(ctx, batch, in_units, units, seed),
+        Command::Train(args) => return train::run(args),
         Command::Inspect(args) => return inspect::run(args),
         Command::Convert(args) => return convert::run(args),
         Command::Diff(args) => return diff::run(args),

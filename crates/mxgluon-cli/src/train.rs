@@ -33,7 +33,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     lr: f64,
     /// More optimizer options as `key=value,...`, e.g. `momentum=0.9,wd=1e-4`.
     #[arg(long = "optimizer-params", default_value = "momentum=0.9")]
@@ -135,14 +135,22 @@ fn parse(args: &TrainArgs) -> Result<Config, Failure> {
         )));
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(Failure::Usage(format!("--lr must be a positive number, got {}", args.lr)));
+        return Err(Failure::Usage(format!(
+            "--lr must be a positive number, got {}",
+            args.lr
+        )));
     }
     let opt_options = OptimizerOptions::parse(&args.optimizer_params)
         .map_err(|e| Failure::Usage(format!("--optimizer-params: {e}")))?
         .set("learning_rate", args.lr);
     // Validate the optimizer and its options now, so that a typo is a usage error.
-    optimizer::create(&args.optimizer, &opt_options)
-        .map_err(|e| Failure::Usage(format!("--optimizer: {e}")))?;
+    optimizer::create(&args.optimizer, &opt_options).map_err(|e| {
+        let flag = match e {
+            mxgluon::Error::UnknownOptimizer { .. } => "--optimizer",
+            _ => "--optimizer-params",
+        };
+        Failure::Usage(format!("{flag}: {e}"))
+    })?;
     Ok(Config {
         ctxs,
         hidden,
@@ -299,7 +307,11 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
         args.optimizer,
         args.lr,
         args.batch_size,
-        cfg.ctxs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+        cfg.ctxs
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let lossf = SoftmaxCrossEntropyLoss::new();
     let mut loader = DataLoader::new(data.train.clone(), args.batch_size)?

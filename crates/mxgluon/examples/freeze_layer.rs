@@ -55,7 +55,10 @@ fn main() -> mxgluon::Result<()> {
         loss.backward()?;
         trainer.step(n)?;
         if epoch % 5 == 0 {
-            println!("epoch {epoch:2}: mean loss {:.4}", loss.mean()?.to_f32_vec()[0]);
+            println!(
+                "epoch {epoch:2}: mean loss {:.4}",
+                loss.mean()?.to_f32_vec()[0]
+            );
         }
     }
     for (p, old) in frozen.values().iter().zip(&before) {

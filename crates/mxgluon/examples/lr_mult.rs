@@ -28,7 +28,12 @@ fn main() -> mxgluon::Result<()> {
 
     let mut trainer = Trainer::new(
         &net.collect_params()?,
-        ("sgd", OptimizerOptions::new().set("learning_rate", 0.1).set("wd", 1e-3)),
+        (
+            "sgd",
+            OptimizerOptions::new()
+                .set("learning_rate", 0.1)
+                .set("wd", 1e-3),
+        ),
         TrainerOptions::default(),
     )?;
     let lossf = L2Loss::new();
@@ -50,7 +55,11 @@ fn main() -> mxgluon::Result<()> {
     for ((name, b), (_, a)) in before.iter().zip(&after) {
         let change: f32 = b.iter().zip(a).map(|(u, v)| (u - v).abs()).sum::<f32>() / b.len() as f32;
         let p = net.collect_params()?.get_param(name).expect("listed above");
-        println!("{name:18} lr_mult {:4} wd_mult {:3}  mean |step| {change:.2e}", p.lr_mult(), p.wd_mult());
+        println!(
+            "{name:18} lr_mult {:4} wd_mult {:3}  mean |step| {change:.2e}",
+            p.lr_mult(),
+            p.wd_mult()
+        );
     }
     Ok(())
 }

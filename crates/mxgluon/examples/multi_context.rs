@@ -34,7 +34,12 @@ fn main() -> mxgluon::Result<()> {
     net.initialize(Some(init::Xavier::default().into()), ctxs.to_vec())?;
     let mut trainer = Trainer::new(
         &net.collect_params()?,
-        ("sgd", OptimizerOptions::new().set("learning_rate", 0.2).set("momentum", 0.9)),
+        (
+            "sgd",
+            OptimizerOptions::new()
+                .set("learning_rate", 0.2)
+                .set("momentum", 0.9),
+        ),
         TrainerOptions::default(),
     )?;
     let lossf = L2Loss::new();

@@ -684,4 +684,3 @@ mod tests {
         assert_eq!(opt.state_names(), vec!["momentum"]);
     }
 }
-
