@@ -31,7 +31,10 @@ fn param(name: &str, shape: &[usize], value: f64, ctxs: &[Context]) -> Parameter
 /// Runs a backward pass that leaves `grad` in `p`'s gradient on `ctx` (through `w * 1`).
 fn backward_with(p: &Parameter, ctx: Context, grad: &[f32]) {
     let w = p.data(ctx).unwrap();
-    let head = NDArray::from_slice(grad, w.shape(), ctx).unwrap();
+    let head = NDArray::from_slice(grad, w.shape(), ctx)
+        .unwrap()
+        .astype(w.dtype())
+        .unwrap();
     let y = {
         let _rec = autograd::record();
         w.mul_scalar(1.0).unwrap()
@@ -384,4 +387,95 @@ fn tempdir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[test]
+fn a_scheduler_owns_the_learning_rate_and_travels_with_the_states() {
+    use mxgluon::optimizer::{FactorScheduler, Sgd};
+    let p = param("w", &[1], 1.0, &[cpu(0)]);
+    let opt = Sgd::new(1.0).lr_scheduler(Box::new(FactorScheduler::new(1, 0.5).unwrap()));
+    let mut t = Trainer::new(vec![p.clone()], opt, TrainerOptions::new()).unwrap();
+    assert!(matches!(
+        t.set_learning_rate(0.1),
+        Err(Error::InvalidOptimizerOption { .. })
+    ));
+    let mut lrs = Vec::new();
+    for _ in 0..3 {
+        backward_with(&p, cpu(0), &[1.0]);
+        let before = values(&p, cpu(0))[0];
+        t.step(1).unwrap();
+        lrs.push(before - values(&p, cpu(0))[0]);
+    }
+    // MXNet's FactorScheduler(step 1, factor 0.5): the rate halves after each update.
+    assert_eq!(lrs, vec![1.0, 0.5, 0.25]);
+
+    let dir = tempdir();
+    let file = dir.join("sched.states");
+    t.save_states(&file).unwrap();
+    let q = param("w", &[1], 0.0, &[cpu(0)]);
+    let mut u = Trainer::new(vec![q.clone()], sgd(1.0, 0.0, 0.0), TrainerOptions::new()).unwrap();
+    u.load_states(&file).unwrap();
+    backward_with(&q, cpu(0), &[1.0]);
+    u.step(1).unwrap();
+    assert_eq!(
+        values(&q, cpu(0)),
+        vec![-0.125],
+        "the schedule continues where it was saved"
+    );
+}
+
+#[test]
+fn half_precision_parameters_train_through_float32_master_weights() {
+    use mxgluon::DType;
+    for multi_precision in [false, true] {
+        let p = Parameter::new("w")
+            .with_shape([4])
+            .with_dtype(DType::Float16);
+        p.initialize(cpu(0)).unwrap();
+        p.set_data(&nd::full(&[4], 1.0, None).unwrap()).unwrap();
+        let opt = optimizer::create(
+            "sgd",
+            &OptimizerOptions::new()
+                .set("learning_rate", 1e-4)
+                .set_bool("multi_precision", multi_precision),
+        )
+        .unwrap();
+        let mut t = Trainer::new(vec![p.clone()], opt, TrainerOptions::new()).unwrap();
+        for _ in 0..10 {
+            backward_with(&p, cpu(0), &[1.0; 4]);
+            t.step(1).unwrap();
+        }
+        let w = p.data(cpu(0)).unwrap().to_f64_vec()[0];
+        if multi_precision {
+            // 1 - 10 * 1e-4 = 0.999, rounded once to float16 (spacing 2^-11 below 1).
+            assert!((w - 0.999).abs() < 5e-4, "{w}");
+        } else {
+            // Each 1e-4 step is below half of float16's spacing at 1 and rounds away.
+            assert_eq!(w, 1.0);
+        }
+    }
+}
+
+#[test]
+fn four_contexts_reduce_large_parameters_in_parallel_blocks() {
+    // Above the parallel threshold: every block of every copy gets the same update.
+    let ctxs = [cpu(0), cpu(1), cpu(2), cpu(3)];
+    let n = 300_001;
+    let p = param("big", &[n], 0.5, &ctxs);
+    let mut t = Trainer::new(vec![p.clone()], sgd(0.1, 0.0, 0.9), TrainerOptions::new()).unwrap();
+    for (i, &c) in ctxs.iter().enumerate() {
+        let g: Vec<f32> = (0..n)
+            .map(|j| ((j % 7) as f32) * (i as f32 + 1.0))
+            .collect();
+        backward_with(&p, c, &g);
+    }
+    t.step(1).unwrap();
+    let w0 = values(&p, cpu(0));
+    for &c in &ctxs[1..] {
+        assert_eq!(values(&p, c), w0);
+    }
+    for (j, w) in w0.iter().enumerate().step_by(9973) {
+        let g = ((j % 7) as f32) * 10.0; // summed over contexts 1 + 2 + 3 + 4
+        assert!((w - (0.5 - 0.1 * g)).abs() < 1e-5, "{j}: {w}");
+    }
 }
