@@ -728,7 +728,7 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
     use mxgluon::gluon::data::vision::Digits;
     use mxgluon::gluon::loss::{Loss, SoftmaxCrossEntropyLoss};
     use mxgluon::gluon::nn::{Dense, Sequential};
-    use mxgluon::gluon::utils::split_and_load;
+    use mxgluon::gluon::utils::{parallel_map, split_and_load};
     use mxgluon::gluon::{Block, Trainer, TrainerOptions};
     use mxgluon::nd::ActType;
     use mxgluon::optimizer::OptimizerOptions;
@@ -793,19 +793,7 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
         };
         let mut epoch = || -> Result<()> {
             for (bs, parts) in &batches {
-                if parts.len() == 1 {
-                    one(&parts[0].0, &parts[0].1)?;
-                } else {
-                    std::thread::scope(|s| {
-                        let hs: Vec<_> = parts
-                            .iter()
-                            .map(|(xb, yb)| s.spawn(|| one(xb, yb)))
-                            .collect();
-                        hs.into_iter()
-                            .map(|h| h.join().unwrap_or(Ok(())))
-                            .collect::<Result<Vec<()>>>()
-                    })?;
-                }
+                parallel_map(parts, |(xb, yb)| one(xb, yb))?;
                 trainer.step(*bs)?;
             }
             Ok(())
@@ -826,7 +814,7 @@ fn bench_train_epoch(h: &Harness) -> Result<()> {
         let mode = format!(
             "{n} samples, batch {TRAIN_BATCH}, MLP 64-128-64-10 ReLU, SGD lr {TRAIN_LR} momentum 0.9, Trainer.step per batch, {} context(s){}",
             ctxs.len(),
-            if ctxs.len() > 1 { ", one thread per context" } else { "" }
+            if ctxs.len() > 1 { ", one pool task per context (gluon::utils::parallel_map)" } else { "" }
         );
         h.report_time(workload, "ours", &t, "ms", 1e3, &mode);
     }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mxgluon::gluon::data::{ArrayDataset, DataLoader, LastBatch};
 use mxgluon::gluon::loss::{Loss, SoftmaxCrossEntropyLoss};
 use mxgluon::gluon::nn::{Dense, Sequential};
-use mxgluon::gluon::utils::split_and_load;
+use mxgluon::gluon::utils::{parallel_map, split_and_load};
 use mxgluon::gluon::{Block, Trainer, TrainerOptions};
 use mxgluon::nd::ActType;
 use mxgluon::optimizer::{self, OptimizerOptions};
@@ -227,7 +227,7 @@ fn evaluate(net: &Sequential, data: &ArrayDataset, ctx: Context) -> Result<f64, 
     Ok(correct(&out, data.label()) as f64 / n as f64)
 }
 
-/// Forward, loss and backward of one batch, split over the contexts (one thread each).
+/// Forward, loss and backward of one batch, split over the contexts (one pool task each).
 /// Returns (summed loss, correct predictions).
 fn step_parts(
     net: &Sequential,
@@ -245,29 +245,9 @@ fn step_parts(
         let l: f64 = loss.to_f32_vec().iter().map(|&v| v as f64).sum();
         Ok((l, correct(&out, y)))
     };
-    if parts.len() == 1 {
-        return one(&parts[0].0, &parts[0].1);
-    }
-    let results: Vec<Result<(f64, usize), mxgluon::Error>> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|(x, y)| s.spawn(move || one(x, y)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(mxgluon::Error::InvalidArgument {
-                        op: "train",
-                        reason: "a worker thread panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
+    let results = parallel_map(&parts, |(x, y)| one(x, y))?;
     let mut total = (0.0, 0);
-    for r in results {
-        let (l, c) = r?;
+    for (l, c) in results {
         total.0 += l;
         total.1 += c;
     }

@@ -2,7 +2,7 @@
 
 use mxgluon::gluon::loss::{Loss, SoftmaxCrossEntropyLoss};
 use mxgluon::gluon::nn::{Dense, Sequential};
-use mxgluon::gluon::utils::{split_and_load, split_data};
+use mxgluon::gluon::utils::{parallel_map, split_and_load, split_data};
 use mxgluon::gluon::{Block, Trainer, TrainerOptions};
 use mxgluon::nd::ActType;
 use mxgluon::optimizer::OptimizerOptions;
@@ -24,21 +24,27 @@ fn mlp(prefix: &str) -> Sequential {
     net
 }
 
-/// Forward + loss + backward of every (data, label) part on its own thread.
-fn forward_backward(net: &Sequential, parts: &[(NDArray, NDArray)]) {
+/// Forward + loss + backward of every (data, label) part: on its own thread when `threads`,
+/// else as tasks of the pool (`parallel_map`).
+fn forward_backward(net: &Sequential, parts: &[(NDArray, NDArray)], threads: bool) {
     let lossf = SoftmaxCrossEntropyLoss::new();
-    std::thread::scope(|s| {
-        for (x, y) in parts {
-            let lossf = &lossf;
-            s.spawn(move || {
-                let loss = {
-                    let _rec = autograd::record();
-                    lossf.loss(&net.forward(x).unwrap(), y, None).unwrap()
-                };
-                loss.backward().unwrap();
-            });
-        }
-    });
+    let one = |(x, y): &(NDArray, NDArray)| -> mxgluon::Result<()> {
+        let loss = {
+            let _rec = autograd::record();
+            lossf.loss(&net.forward(x)?, y, None)?
+        };
+        loss.backward()
+    };
+    if threads {
+        std::thread::scope(|s| {
+            for part in parts {
+                let one = &one;
+                s.spawn(move || one(part).unwrap());
+            }
+        });
+    } else {
+        parallel_map(parts, one).unwrap();
+    }
 }
 
 fn train(ctxs: &[Context], optimizer: &str, opts: OptimizerOptions, steps: usize) -> Vec<Vec<f32>> {
@@ -63,7 +69,7 @@ fn train(ctxs: &[Context], optimizer: &str, opts: OptimizerOptions, steps: usize
         let xs = split_and_load(&x, ctxs, true).unwrap();
         let ys = split_and_load(&y, ctxs, true).unwrap();
         let parts: Vec<(NDArray, NDArray)> = xs.into_iter().zip(ys).collect();
-        forward_backward(&net, &parts);
+        forward_backward(&net, &parts, step % 2 == 0);
         trainer.step(batch).unwrap();
     }
     let params = net.collect_params().unwrap();

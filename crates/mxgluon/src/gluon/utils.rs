@@ -160,3 +160,38 @@ pub fn clip_global_norm(arrays: &[NDArray], max_norm: f64) -> Result<f64> {
     }
     Ok(norm)
 }
+
+/// Runs `f` on every item (typically one `(data, label)` part per context) in parallel on the
+/// crate's thread pool and returns the results in item order; the first error wins. One item
+/// runs on the calling thread. Each task records its own autograd graph, so forward and
+/// backward of every context can run inside `f`:
+///
+/// ```
+/// use mxgluon::gluon::utils::{parallel_map, split_and_load};
+/// use mxgluon::{autograd, nd, Context, GradReq};
+/// let ctxs = [Context::cpu(0), Context::cpu(1)];
+/// let parts = split_and_load(&nd::ones(&[4, 2], None)?, &ctxs, true)?;
+/// let sums = parallel_map(&parts, |x| {
+///     let mut x = x.clone();
+///     x.attach_grad(GradReq::Write)?;
+///     let y = {
+///         let _rec = autograd::record();
+///         x.mul_scalar(3.0)?
+///     };
+///     y.backward()?;
+///     let g = x.grad().expect("x is marked");
+///     Ok(g.to_vec::<f32>()?.iter().sum::<f32>())
+/// })?;
+/// assert_eq!(sums, vec![12.0, 12.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    match items {
+        [one] => Ok(vec![f(one)?]),
+        _ => items.par_iter().map(&f).collect(),
+    }
+}
