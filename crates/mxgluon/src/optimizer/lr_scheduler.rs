@@ -490,14 +490,15 @@ fn check_max_update(who: &str, max_update: u64) -> Result<()> {
     Ok(())
 }
 
-/// `(n − warmup) / (max_update − warmup)` as MXNet computes it, with 1 for the count where
-/// MXNet would divide by zero.
-fn progress(num_update: u64, warmup: u64, max_update: u64) -> f64 {
+/// `x·(n − warmup) / (max_update − warmup)` in MXNet's order of operations (`x` is 1 for
+/// the polynomial and π for the cosine), with `x` for the count where MXNet would divide by
+/// zero (`max_update` equal to the warmup length).
+fn progress(x: f64, num_update: u64, warmup: u64, max_update: u64) -> f64 {
     let max_steps = max_update as f64 - warmup as f64;
     if max_steps == 0.0 {
-        return 1.0;
+        return x;
     }
-    (num_update - warmup) as f64 / max_steps
+    x * (num_update - warmup) as f64 / max_steps
 }
 
 impl LrScheduler for PolyScheduler {
@@ -506,7 +507,7 @@ impl LrScheduler for PolyScheduler {
             return lr;
         }
         if num_update <= self.max_update {
-            let p = progress(num_update, self.base.warmup.steps, self.max_update);
+            let p = progress(1.0, num_update, self.base.warmup.steps, self.max_update);
             self.base.base_lr =
                 self.final_lr + (self.base_lr_orig - self.final_lr) * (1.0 - p).powf(self.power);
         }
@@ -593,9 +594,9 @@ impl LrScheduler for CosineScheduler {
             return lr;
         }
         if num_update <= self.max_update {
-            let p = progress(num_update, self.base.warmup.steps, self.max_update);
+            let angle = progress(PI, num_update, self.base.warmup.steps, self.max_update);
             self.base.base_lr =
-                self.final_lr + (self.base_lr_orig - self.final_lr) * (1.0 + (PI * p).cos()) / 2.0;
+                self.final_lr + (self.base_lr_orig - self.final_lr) * (1.0 + angle.cos()) / 2.0;
         }
         self.base.base_lr
     }

@@ -193,12 +193,18 @@ impl Optimizer for Sgd {
 
 /// Nesterov accelerated gradient (MXNet's `nag`, operator `nag_mom_update`).
 ///
-/// With `d = lr·(clip(rescale_grad·grad) + wd·w)`:
+/// With `g' = clip(rescale_grad·grad)`:
 ///
 /// ```text
-/// momentum > 0:  mom' = momentum·mom;  w = w − mom' + (momentum + 1)·(mom' − d);  mom = mom' − d
-/// otherwise:     w = (1 − lr·wd)·w − lr·clip(rescale_grad·grad)          (sgd_update)
+/// momentum > 0:  mom' = momentum·mom
+///                w_new = w − mom' + (momentum + 1)·(mom' − lr·(g' + wd·w))
+///                mom = mom' − lr·(g' + wd·w_new)
+/// otherwise:     w = (1 − lr·wd)·w − lr·g'                              (sgd_update)
 /// ```
+///
+/// The momentum takes its weight-decay term from the **new** weight: MXNet's operator runs
+/// in place (`out` is the weight) and reads the weight again after writing it (its
+/// multi-precision kernel does the same explicitly).
 ///
 /// Defaults: `learning_rate` 0.01, `momentum` 0; state `momentum` when `momentum != 0`.
 ///
@@ -242,17 +248,17 @@ impl Nag {
             Some(c) => {
                 for ((w, &g), m) in w.iter_mut().zip(g).zip(mom.iter_mut()) {
                     let m1 = mu * *m;
-                    let d = lr * (clip(rg * g, c) + wd * *w);
-                    *w = *w - m1 + mu1 * (m1 - d);
-                    *m = m1 - d;
+                    let gc = clip(rg * g, c);
+                    *w = *w - m1 + mu1 * (m1 - lr * (gc + wd * *w));
+                    *m = m1 - lr * (gc + wd * *w);
                 }
             }
             None => {
                 for ((w, &g), m) in w.iter_mut().zip(g).zip(mom.iter_mut()) {
                     let m1 = mu * *m;
-                    let d = lr * (rg * g + wd * *w);
-                    *w = *w - m1 + mu1 * (m1 - d);
-                    *m = m1 - d;
+                    let gr = rg * g;
+                    *w = *w - m1 + mu1 * (m1 - lr * (gr + wd * *w));
+                    *m = m1 - lr * (gr + wd * *w);
                 }
             }
         }
@@ -477,6 +483,14 @@ mod tests {
         let mut w = [1.0f64];
         Nag::new(0.1).step_f64(&args(0.1, 0.5, 1.0, None), &mut w, &[1.0], &mut []);
         assert!((w[0] - (0.95 - 0.1)).abs() < 1e-15);
+        // With weight decay the momentum reads the updated weight (MXNet's in-place
+        // operator): lr 0.1, wd 0.05, momentum 0.9, w 1, grad 0.5 → w 0.8955 and
+        // mom −0.1·(0.5 + 0.05·0.8955) = −0.0544775 (values printed by MXNet 1.9.1).
+        let opt = Nag::new(0.1).momentum(0.9);
+        let (mut w, mut m) = ([1.0f64], [0.0f64]);
+        opt.step_f64(&args(0.1, 0.05, 1.0, None), &mut w, &[0.5], &mut [&mut m]);
+        assert!((w[0] - 0.8955).abs() < 1e-15);
+        assert!((m[0] + 0.0544775).abs() < 1e-15);
     }
 
     #[test]
