@@ -148,7 +148,7 @@ enum Reduction {
 /// let net = nn::Dense::builder(1).in_units(2).prefix("fc_").build()?;
 /// net.initialize(Some(mxgluon::init::One.into()), Context::cpu(0))?;
 /// let mut trainer = Trainer::new(
-///     &net.collect_params(),
+///     &net.collect_params()?,
 ///     ("sgd", OptimizerOptions::new().set("learning_rate", 0.1)),
 ///     TrainerOptions::default(),
 /// )?;
