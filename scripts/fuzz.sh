@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 secs="${FUZZ_SECONDS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(params safetensors npy npz idx)
+[ ${#targets[@]} -gt 0 ] || targets=(params safetensors npy npz idx symbol_json)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "a nightly toolchain is needed: rustup toolchain install nightly" >&2

@@ -449,6 +449,34 @@ pub enum Error {
         given_shape: Vec<usize>,
     },
 
+    // ---------------------------------------------------------------- symbols
+    /// A symbol graph (MXNet's `-symbol.json`) that is not valid JSON or does not describe a
+    /// valid graph: an index out of range, a cycle, invalid operator attributes, a wrong
+    /// number of inputs.
+    #[error("{file}: invalid MXNet symbol JSON at {location}: {reason}")]
+    InvalidSymbolJson {
+        /// The file's path, or `<string>` for `load_json`.
+        file: String,
+        /// Where: a JSON path such as `nodes[3].inputs[1]`, or a line and column.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Shape or dtype inference over a symbol found contradicting values at an operator, or
+    /// an operator it has no rule for.
+    #[error("{what} inference failed at operator '{node}' ({op}): {reason}")]
+    SymbolInference {
+        /// The node's name.
+        node: String,
+        /// The operator (`null` for a variable).
+        op: String,
+        /// `"shape"` or `"type"`.
+        what: &'static str,
+        /// What contradicts what.
+        reason: String,
+    },
+
     /// A parameter selection pattern (`ParameterDict::select`) is not a valid regular
     /// expression.
     #[error("invalid parameter selection pattern {pattern:?}: {reason}")]

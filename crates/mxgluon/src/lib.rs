@@ -23,7 +23,8 @@
 //!
 //! Layers, lowest first (a layer never imports a higher one): [`context`] and [`dtype`];
 //! [`nd`] (arrays, sparse arrays and operators); [`io`] (MXNet `.params`, safetensors, npy /
-//! npz files, re-exported as `nd::save` / `nd::load`); [`random`] and [`init`]; [`gluon`]
+//! npz files, re-exported as `nd::save` / `nd::load`); [`random`] and [`init`]; [`symbol`]
+//! (symbolic graphs, MXNet's graph JSON, shape and type inference); [`gluon`]
 //! (`Parameter`, `Constant`, `ParameterDict`, blocks, layers, losses); [`autograd`]. See `ARCHITECTURE.md` in the repository for the map.
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
@@ -39,6 +40,7 @@ pub mod kvstore;
 pub mod nd;
 pub mod optimizer;
 pub mod random;
+pub mod symbol;
 
 pub use context::{Context, ContextGuard, ContextList, DeviceType};
 pub use dtype::{DType, Element, GradReq, StorageType};

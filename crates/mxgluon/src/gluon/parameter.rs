@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rayon::prelude::*;
 
@@ -12,6 +12,7 @@ use crate::dtype::{DType, GradReq, Scalar, StorageType};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::{self, InitSpec};
 use crate::nd::NDArray;
+use crate::symbol::{Symbol, VarOptions};
 
 /// The initialization state of a [`Parameter`] (spec §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,6 +138,8 @@ struct Inner {
     /// `ParameterDict::get_constant` can compare it; `None` for ordinary parameters.
     constant_value: Option<NDArray>,
     state: RwLock<State>,
+    /// The symbol `var()` returned first (created once, spec §1.20).
+    var: OnceLock<Symbol>,
 }
 
 /// One weight of a model: a copy per context, gradient buffers per [`GradReq`], learning-rate
@@ -269,6 +272,7 @@ impl Parameter {
                     ctx_map: HashMap::new(),
                     deferred: None,
                 }),
+                var: OnceLock::new(),
             }),
         }
     }
@@ -542,6 +546,53 @@ impl Parameter {
     /// Whether `initialize` may defer until the shape is known.
     pub fn allow_deferred_init(&self) -> bool {
         self.read().allow_deferred_init
+    }
+
+    /// The parameter as a symbolic variable (spec §1.20): created on the first call and
+    /// cached, so every call returns the same graph node and later changes of shape,
+    /// multipliers or initializer are not reflected. Its attributes: `__shape__` (when the
+    /// shape is set; `0` = unknown dimension), `__dtype__`, `__lr_mult__`, `__wd_mult__`,
+    /// `__init__` (when an initializer is set: a name verbatim, an object as its `dumps()`),
+    /// `__storage_type__`.
+    ///
+    /// ```
+    /// use mxgluon::Parameter;
+    /// let p = Parameter::new("fc_bias").with_shape([0, 3]).with_init("zeros").with_lr_mult(2.0);
+    /// let v = p.var();
+    /// assert_eq!(v.attr("__shape__").as_deref(), Some("(0, 3)"));
+    /// assert_eq!(v.attr("__init__").as_deref(), Some("zeros"));
+    /// assert_eq!(v.attr("lr_mult").as_deref(), Some("2.0"));
+    /// p.set_shape(&[2, 3])?;
+    /// assert!(p.var().ptr_eq(&v));
+    /// assert_eq!(p.var().attr("__shape__").as_deref(), Some("(0, 3)"));
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn var(&self) -> Symbol {
+        self.inner
+            .var
+            .get_or_init(|| {
+                let (mut opts, init) = {
+                    let st = self.read();
+                    let mut opts = VarOptions::new()
+                        .lr_mult(st.lr_mult)
+                        .wd_mult(st.wd_mult)
+                        .dtype(st.dtype)
+                        .stype(st.stype);
+                    if let Some(s) = &st.shape {
+                        opts = opts.shape(s);
+                    }
+                    (opts, st.init.clone())
+                };
+                // `dumps()` runs the initializer's code: not under the state lock.
+                if let Some(i) = &init {
+                    opts = opts.init(match i {
+                        InitSpec::Str(s) => s.clone(),
+                        InitSpec::Object(o) => o.dumps(),
+                    });
+                }
+                Symbol::var_with(self.inner.name.clone(), &opts)
+            })
+            .clone()
     }
 
     /// The initialization state.

@@ -35,6 +35,7 @@
 //! ```
 
 mod atomic;
+pub(crate) use atomic::write_atomic;
 pub mod idx;
 pub mod npy;
 pub mod npz;
