@@ -48,6 +48,9 @@ if [ -d fuzz/corpus/idx ]; then
         gzip -dc "$f" > "fuzz/corpus/idx/$(basename "$f" .gz)"
     done
 fi
+if [ -d fuzz/corpus/symbol_json ] && [ -f "$golden/mlp-symbol.json" ]; then
+    cp "$golden/mlp-symbol.json" fuzz/corpus/symbol_json/
+fi
 
 status=0
 for t in "${targets[@]}"; do
