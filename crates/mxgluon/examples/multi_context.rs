@@ -83,7 +83,10 @@ fn main() -> mxgluon::Result<()> {
     for p in net.collect_params()?.values() {
         let copies = p.list_data()?;
         assert_eq!(copies[0].to_f32_vec(), copies[1].to_f32_vec());
-        println!("{p}: identical on {:?}", p.list_ctx()?);
+        println!(
+            "{p}: identical on {}",
+            mxgluon::error::fmt_ctx_list(&p.list_ctx()?)
+        );
     }
     Ok(())
 }
