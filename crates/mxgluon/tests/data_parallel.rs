@@ -55,7 +55,7 @@ fn train(ctxs: &[Context], optimizer: &str, opts: OptimizerOptions, steps: usize
     // The same starting values whatever the contexts: the first copy is broadcast by the
     // trainer, and the seeded initializer fills cpu(0) identically in both runs.
     let mut trainer = Trainer::new(
-        &net.collect_params().unwrap(),
+        net.collect_params().unwrap(),
         (optimizer, opts),
         TrainerOptions::new(),
     )

@@ -44,7 +44,7 @@ pub fn split_data(
         });
     }
     let size = data.shape()[batch_axis];
-    if even_split && size % num_slice != 0 {
+    if even_split && !size.is_multiple_of(num_slice) {
         return Err(Error::InvalidArgument {
             op,
             reason: format!(
@@ -136,7 +136,7 @@ pub fn split_and_load_axis(
 /// # Ok::<(), mxgluon::Error>(())
 /// ```
 pub fn clip_global_norm(arrays: &[NDArray], max_norm: f64) -> Result<f64> {
-    if !(max_norm > 0.0) {
+    if max_norm.is_nan() || max_norm <= 0.0 {
         return Err(Error::InvalidArgument {
             op: "clip_global_norm",
             reason: format!("max_norm must be positive, got {max_norm}"),
