@@ -248,6 +248,12 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
         true
     }
     /// One float32 update step.
+    ///
+    /// # Panics
+    /// When the slices do not fit (gradient or state lengths differ from the weight's, or the
+    /// number of state slots differs from [`Optimizer::state_names`]): kernels are the raw
+    /// layer. [`update_array`], [`crate::kvstore::reduce_update_broadcast`] and the Trainer
+    /// check shapes first and return errors instead.
     fn step_f32(
         &self,
         args: &StepArgs,
