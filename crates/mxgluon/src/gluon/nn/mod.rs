@@ -27,6 +27,7 @@
 //! ```
 
 mod basic;
+mod conv;
 mod dense;
 mod norm;
 
@@ -34,6 +35,12 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use basic::{Activation, Dropout, Embedding, EmbeddingBuilder, Flatten, LeakyReLU, PReLU, ELU};
+pub use conv::{
+    AvgPool1D, AvgPool1DBuilder, AvgPool2D, AvgPool2DBuilder, AvgPool3D, AvgPool3DBuilder, Conv1D,
+    Conv1DBuilder, Conv2D, Conv2DBuilder, Conv3D, Conv3DBuilder, GlobalAvgPool1D, GlobalAvgPool2D,
+    GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D, MaxPool1D,
+    MaxPool1DBuilder, MaxPool2D, MaxPool2DBuilder, MaxPool3D, MaxPool3DBuilder,
+};
 pub use dense::{Dense, DenseBuilder};
 pub use norm::{BatchNorm, BatchNormBuilder, LayerNorm, LayerNormBuilder};
 

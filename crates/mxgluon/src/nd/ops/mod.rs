@@ -1,20 +1,23 @@
 //! Operators on dense arrays: elementwise arithmetic with numpy broadcasting
 //! ([`add`], [`mul`], ...), reductions ([`NDArray::sum`], [`NDArray::sum_axis`], ...),
-//! [`dot`] and [`fully_connected`].
+//! [`dot`], [`fully_connected`], [`convolution`] and [`pooling`].
 //!
 //! Every operator checks that its operands share one dtype ([`Error::DTypeMismatch`]; no
 //! silent promotion) and one context ([`Error::ContextMismatch`]), and writes its result to
 //! new memory on that context.
 
+mod conv;
 mod elementwise;
 pub(crate) mod grad;
 mod linalg;
 pub(crate) mod nn;
 pub(crate) mod nn_ops;
+mod pool;
 mod reduce;
 pub(crate) mod shape_ops;
 mod transpose;
 
+pub use conv::{convolution, ConvOptions};
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
 pub(crate) use elementwise::{add_untracked, div_untracked, mul_untracked, sub_untracked};
 pub(crate) use linalg::dot_t_untracked;
@@ -28,6 +31,7 @@ pub use nn_ops::{
     layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax, softmax_with_temperature, take,
     transpose, BatchNormOptions,
 };
+pub use pool::{pooling, PoolOptions, PoolType, PoolingConvention};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;
