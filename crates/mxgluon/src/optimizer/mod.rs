@@ -362,19 +362,15 @@ pub fn update_array(
     match weight.dtype() {
         DType::Float32 => {
             let g = as_dtype(DType::Float32)?;
-            with_state_slices_f32(&mut state.slots, |states| {
-                g.read_slice::<f32, _>(|gs| {
-                    weight.write_slice::<f32, _>(|ws| opt.step_f32(args, ws, gs, states))
-                })
-            });
+            step_slices::<f32>(weight, &g, &state.slots, |w, g, s| {
+                opt.step_f32(args, w, g, s)
+            })?;
         }
         DType::Float64 => {
             let g = as_dtype(DType::Float64)?;
-            with_state_slices_f64(&mut state.slots, |states| {
-                g.read_slice::<f64, _>(|gs| {
-                    weight.write_slice::<f64, _>(|ws| opt.step_f64(args, ws, gs, states))
-                })
-            });
+            step_slices::<f64>(weight, &g, &state.slots, |w, g, s| {
+                opt.step_f64(args, w, g, s)
+            })?;
         }
         DType::Float16 | DType::BFloat16 => {
             let g = grad.astype_untracked(DType::Float32)?;
@@ -382,11 +378,9 @@ pub fn update_array(
                 Some(m) => m.clone(),
                 None => weight.astype_untracked(DType::Float32)?,
             };
-            with_state_slices_f32(&mut state.slots, |states| {
-                g.read_slice::<f32, _>(|gs| {
-                    w32.write_slice::<f32, _>(|ws| opt.step_f32(args, ws, gs, states))
-                })
-            });
+            step_slices::<f32>(&w32, &g, &state.slots, |w, g, s| {
+                opt.step_f32(args, w, g, s)
+            })?;
             weight.assign(&w32)?;
         }
         other => {
@@ -468,46 +462,19 @@ fn check_state(opt: &dyn Optimizer, weight: &NDArray, state: &OptState) -> Resul
     Ok(())
 }
 
-/// Runs `f` with mutable float32 views of every state slot (each slot is its own buffer).
-pub(crate) fn with_state_slices_f32<R>(
-    slots: &mut [NDArray],
-    f: impl FnOnce(&mut [&mut [f32]]) -> R,
-) -> R {
-    fn go<R>(
-        rest: &[NDArray],
-        acc: &mut Vec<&mut [f32]>,
-        f: impl FnOnce(&mut [&mut [f32]]) -> R,
-    ) -> R {
-        match rest.split_first() {
-            None => f(acc),
-            Some((first, tail)) => first.write_slice::<f32, _>(|s| {
-                let mut v: Vec<&mut [f32]> = std::mem::take(acc);
-                v.push(s);
-                go(tail, &mut v, f)
-            }),
-        }
-    }
-    go(slots, &mut Vec::new(), f)
-}
-
-/// Float64 counterpart of [`with_state_slices_f32`].
-pub(crate) fn with_state_slices_f64<R>(
-    slots: &mut [NDArray],
-    f: impl FnOnce(&mut [&mut [f64]]) -> R,
-) -> R {
-    fn go<R>(
-        rest: &[NDArray],
-        acc: &mut Vec<&mut [f64]>,
-        f: impl FnOnce(&mut [&mut [f64]]) -> R,
-    ) -> R {
-        match rest.split_first() {
-            None => f(acc),
-            Some((first, tail)) => first.write_slice::<f64, _>(|s| {
-                let mut v: Vec<&mut [f64]> = std::mem::take(acc);
-                v.push(s);
-                go(tail, &mut v, f)
-            }),
-        }
-    }
-    go(slots, &mut Vec::new(), f)
+/// Runs a kernel on the elements of `weight` (written), `grad` (read) and the state `slots`
+/// (written), all locked at once through [`NDArray::with_slices`].
+fn step_slices<T: bytemuck::Pod>(
+    weight: &NDArray,
+    grad: &NDArray,
+    slots: &[NDArray],
+    kernel: impl FnOnce(&mut [T], &[T], &mut [&mut [T]]),
+) -> Result<()> {
+    let mut writes: Vec<&NDArray> = Vec::with_capacity(1 + slots.len());
+    writes.push(weight);
+    writes.extend(slots.iter());
+    NDArray::with_slices::<T, _>("optimizer update", &[grad], &writes, |g, w| {
+        let (first, states) = w.split_at_mut(1);
+        kernel(first[0], g[0], states)
+    })
 }
