@@ -107,6 +107,12 @@ if [ "$PEERS" = 1 ]; then
         # (its bundled OpenBLAS 0.3.13 falls back to an SSE kernel without OPENBLAS_CORETYPE).
         run_tool mxnet "$OUT/mxnet.jsonl" env OMP_NUM_THREADS=2 \
             "$CACHE/venv-mxnet/bin/python" "$ROOT/bench/peers/mxnet_bench.py" "${TOOL_ARGS[@]}"
+        # topic scripts (sparse embedding steps, resnet18 inference), one process each
+        for extra in mxnet_sparse mxnet_resnet; do
+            [ -f "$ROOT/bench/peers/$extra.py" ] || continue
+            run_tool "$extra" "$OUT/$extra.jsonl" env OMP_NUM_THREADS=2 \
+                "$CACHE/venv-mxnet/bin/python" "$ROOT/bench/peers/$extra.py" "${TOOL_ARGS[@]}"
+        done
     else
         status mxnet failed "venv setup failed (log: $CACHE/venv-mxnet-install.log): $(tail_of "$CACHE/venv-mxnet-install.log")"
     fi
@@ -115,6 +121,11 @@ if [ "$PEERS" = 1 ]; then
     if ensure_venv venv-torch 'import torch; torch.ones(2).sum().item()' torch numpy; then
         run_tool torch "$OUT/torch.jsonl" env OMP_NUM_THREADS=2 \
             "$CACHE/venv-torch/bin/python" "$ROOT/bench/peers/torch_bench.py" "${TOOL_ARGS[@]}"
+        for extra in torch_sparse torch_resnet; do
+            [ -f "$ROOT/bench/peers/$extra.py" ] || continue
+            run_tool "$extra" "$OUT/$extra.jsonl" env OMP_NUM_THREADS=2 \
+                "$CACHE/venv-torch/bin/python" "$ROOT/bench/peers/$extra.py" "${TOOL_ARGS[@]}"
+        done
     else
         status torch failed "venv setup failed (log: $CACHE/venv-torch-install.log): $(tail_of "$CACHE/venv-torch-install.log")"
     fi
