@@ -36,8 +36,7 @@ use crate::error::{Error, Result};
 
 mod rsp;
 
-#[allow(unused_imports)] // used by the optimizer's lazy updates
-pub(crate) use rsp::{for_each_row, row_len, rows_mut};
+pub(crate) use rsp::{row_len, rows_mut};
 
 fn invalid(stype: StorageType, part: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidSparse {

@@ -342,6 +342,30 @@ impl RowSparseNDArray {
         }))
     }
 
+    /// Overwrites the stored rows of a dense array of the same shape and dtype:
+    /// `dense[rows] = values` (other rows untouched). Cost: O(nnz · row length).
+    pub(crate) fn assign_rows_to_dense(&self, dense: &NDArray) -> Result<()> {
+        let op = "row_sparse assign_rows";
+        if dense.dtype() != self.dtype() || dense.shape() != self.shape() {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape().to_vec(),
+                rhs: dense.shape().to_vec(),
+                detail: format!("dtypes {} and {}", self.dtype(), dense.dtype()),
+            });
+        }
+        let rl = row_len(self.shape());
+        if rl == 0 || self.nnz_rows() == 0 {
+            return Ok(());
+        }
+        let idx = self.indices_vec();
+        crate::dispatch_dtype!(self.dtype(), T => NDArray::with_slices::<T, _>(op, &[&self.values], &[dense], |src, dst| {
+            let rows = rows_mut(&mut *dst[0], &idx, rl);
+            let src = src[0];
+            for_each_row(rows, rl, |i, d| d.copy_from_slice(&src[i * rl..(i + 1) * rl]));
+        }))
+    }
+
     /// The rows `rows` of a dense table (at least 1-d) as a row-sparse array of the table's
     /// shape. `rows` is a 1-d array of any integer or float dtype holding whole numbers in
     /// `0..table rows`, in any order and possibly repeated; the result stores each once, sorted.
