@@ -27,9 +27,9 @@ pub use linalg::{
 };
 pub use nn::{ActType, LeakyAct};
 pub use nn_ops::{
-    activation, batch_norm, broadcast_to, concat, dropout, dropout_axes, embedding, flatten,
-    layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax, softmax_with_temperature, take,
-    transpose, BatchNormOptions,
+    activation, batch_norm, broadcast_to, concat, dropout, dropout_axes, embedding, embedding_ex,
+    flatten, layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax,
+    softmax_with_temperature, take, transpose, BatchNormOptions,
 };
 pub use pool::{pooling, PoolOptions, PoolType, PoolingConvention};
 
