@@ -399,6 +399,9 @@ impl RowSparseNDArray {
     /// Keeps only the stored rows whose ids appear in `rows` (MXNet's `sparse.retain`); `rows`
     /// is read as in [`RowSparseNDArray::gather`]. Cost: O(n log n + nnz + kept · row length).
     ///
+    /// The dense value equals MXNet's; MXNet also stores the requested rows that `self` lacks
+    /// (as zero rows, in the order given), this result stores only rows that hold data.
+    ///
     /// ```
     /// use mxgluon::nd::{NDArray, RowSparseNDArray};
     /// use mxgluon::Context;
