@@ -15,6 +15,7 @@ pub(crate) mod nn_ops;
 mod pool;
 mod reduce;
 pub(crate) mod shape_ops;
+mod sparse_ops;
 mod transpose;
 
 pub use conv::{convolution, ConvOptions};
@@ -32,6 +33,7 @@ pub use nn_ops::{
     softmax_with_temperature, take, transpose, BatchNormOptions,
 };
 pub use pool::{pooling, PoolOptions, PoolType, PoolingConvention};
+pub use sparse_ops::{sparse_dot, sparse_dot_rsp};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;
