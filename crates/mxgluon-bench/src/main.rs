@@ -11,6 +11,8 @@
 //!
 //! Usage: `mxgluon-bench [--quick] [--filter NAME]` (`NAME` matches workloads by substring).
 
+mod sparse;
+
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -926,6 +928,9 @@ fn run(h: &Harness) -> Result<()> {
     }
     if h.wants("kv_update_4ctx") {
         bench_kv_update(h)?;
+    }
+    if sparse::wanted(h) {
+        sparse::bench_sparse(h)?;
     }
     Ok(())
 }

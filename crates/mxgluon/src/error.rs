@@ -632,6 +632,27 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    // ---------------------------------------------------------------- sparse parameters
+    /// A row-sparse parameter operation that goes through the parameter's Trainer (pulling
+    /// rows, reducing, saving, moving contexts) on a parameter no Trainer was created with.
+    #[error("cannot {action} parameter '{name}': no Trainer was created with it (row_sparse values live in their Trainer; create one first)")]
+    NoTrainer {
+        /// Parameter name.
+        name: String,
+        /// What was attempted, e.g. `"get row_sparse data of"`.
+        action: &'static str,
+    },
+
+    /// A second [`Trainer`](crate::gluon::Trainer) was created over a parameter with sparse
+    /// storage, which may belong to one Trainer only (it holds the parameter's value).
+    #[error("cannot attach parameter '{name}' to a second Trainer: it already belongs to one, and a {stype} parameter can belong to only one Trainer")]
+    TrainerAlreadySet {
+        /// Parameter name.
+        name: String,
+        /// Its storage type.
+        stype: StorageType,
+    },
 }
 
 impl Error {
@@ -661,7 +682,9 @@ impl Error {
             | Error::DuplicateParameter { name }
             | Error::ConstantNotFound { name }
             | Error::NotAConstant { name }
-            | Error::ConstantValueMismatch { name, .. } => Some(name),
+            | Error::ConstantValueMismatch { name, .. }
+            | Error::NoTrainer { name, .. }
+            | Error::TrainerAlreadySet { name, .. } => Some(name),
             Error::InitializerFailed { name, .. } => Some(name),
             _ => None,
         }

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::nd::NDArray;
-use crate::optimizer::{update_array, OptState, Optimizer, StepArgs};
+use crate::nd::{NDArray, RowSparseNDArray};
+use crate::optimizer::{update_array, update_row_sparse, OptState, Optimizer, StepArgs};
 
 /// How a [`Trainer`](crate::gluon::Trainer) combines the gradients of several contexts
 /// (MXNet's `kvstore` argument, for one machine).
@@ -402,4 +402,129 @@ pub fn broadcast_first(arrays: &[NDArray]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------------------ row_sparse
+
+/// Sums row-sparse gradients of several contexts onto `grads[0]`'s context: the result
+/// stores the union of their row sets (MXNet's kvstore reduction of `row_sparse` values).
+/// Costs O(rows stored), never O(table).
+///
+/// Errors: [`Error::InvalidArgument`] for an empty list; shape / dtype mismatches.
+pub fn reduce_row_sparse(grads: &[RowSparseNDArray]) -> Result<RowSparseNDArray> {
+    let Some(first) = grads.first() else {
+        return Err(Error::invalid_arg(
+            "row_sparse reduction",
+            "no gradients to reduce",
+        ));
+    };
+    if grads.len() == 1 {
+        return Ok(first.clone());
+    }
+    let ctx = first.context();
+    let local = grads
+        .iter()
+        .map(|g| {
+            if g.context() == ctx {
+                Ok(g.clone())
+            } else {
+                g.copy_to(ctx)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RowSparseNDArray::sum(&local)
+}
+
+/// Copies rows `rows` of `src` into each of `dsts` (same shape and dtype as `src`): the
+/// broadcast of a lazy row-sparse update, O(rows × row length).
+///
+/// Errors: shape or dtype mismatches; a row out of range.
+pub fn copy_rows(src: &NDArray, dsts: &[NDArray], rows: &[i64]) -> Result<()> {
+    const OP: &str = "row copy";
+    if src.ndim() == 0 {
+        return Err(Error::invalid_arg(OP, "a 0-d array has no rows"));
+    }
+    let nrows = src.shape()[0];
+    if let Some(&bad) = rows.iter().find(|&&r| r < 0 || r as usize >= nrows) {
+        return Err(Error::invalid_arg(
+            OP,
+            format!("row {bad} is outside 0..{nrows}"),
+        ));
+    }
+    let es = src.dtype().size();
+    let row_bytes = src.shape()[1..].iter().product::<usize>() * es;
+    for d in dsts {
+        check_same(OP, "copy", src, d)?;
+        if d.dtype() != src.dtype() {
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                expected: src.dtype(),
+                got: d.dtype(),
+            });
+        }
+        if d.shares_memory_with(src) {
+            continue;
+        }
+        src.read_bytes(|s| {
+            d.write_bytes(|o| {
+                for &r in rows {
+                    let r = r as usize * row_bytes;
+                    o[r..r + row_bytes].copy_from_slice(&s[r..r + row_bytes]);
+                }
+            })
+        });
+    }
+    Ok(())
+}
+
+/// The row-sparse counterpart of [`reduce_update_broadcast`] for a dense weight with copies
+/// on several contexts: sums the row-sparse gradients (union of rows), updates the first copy
+/// with [`update_row_sparse`] (lazy: only the gradient's rows, when the optimizer's
+/// `lazy_row_sparse()` holds) and copies to the other copies exactly the rows that changed
+/// (every row after a standard update). A lazy step costs O(rows touched).
+///
+/// ```
+/// use mxgluon::kvstore::reduce_update_broadcast_row_sparse;
+/// use mxgluon::nd::{self, RowSparseNDArray};
+/// use mxgluon::optimizer::{self, OptState, OptimizerOptions};
+/// use mxgluon::Context;
+/// let ctxs = [Context::cpu(0), Context::cpu(1)];
+/// let weights = [nd::ones(&[4, 1], ctxs[0])?, nd::ones(&[4, 1], ctxs[1])?];
+/// let g0 = RowSparseNDArray::from_row_ids(&[1], &nd::full(&[1, 1], 1.0, ctxs[0])?, &[4, 1])?;
+/// let g1 = RowSparseNDArray::from_row_ids(&[1, 3], &nd::full(&[2, 1], 2.0, ctxs[1])?, &[4, 1])?;
+/// let mut opt = optimizer::create("sgd", &OptimizerOptions::new().set("learning_rate", 0.5))?;
+/// let mut state = OptState::new(opt.as_ref(), &weights[0])?;
+/// let args = opt.params_mut().begin_step(0, 0, 1.0, 1.0);
+/// reduce_update_broadcast_row_sparse(opt.as_ref(), &args, &weights, &[g0, g1], &mut state)?;
+/// assert_eq!(weights[1].to_vec::<f32>()?, vec![1.0, -0.5, 1.0, 0.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn reduce_update_broadcast_row_sparse(
+    opt: &dyn Optimizer,
+    args: &StepArgs,
+    weights: &[NDArray],
+    grads: &[RowSparseNDArray],
+    state: &mut OptState,
+) -> Result<()> {
+    let Some((w0, copies)) = weights.split_first() else {
+        return Ok(());
+    };
+    if grads.is_empty() {
+        return Ok(());
+    }
+    let sum = reduce_row_sparse(grads)?;
+    let sum = if sum.context() != w0.context() {
+        sum.copy_to(w0.context())?
+    } else {
+        sum
+    };
+    update_row_sparse(opt, args, w0, &sum, state)?;
+    if copies.is_empty() {
+        return Ok(());
+    }
+    if opt.lazy_row_sparse() {
+        copy_rows(w0, copies, &sum.indices_vec())
+    } else {
+        broadcast_first(weights)
+    }
 }

@@ -5,6 +5,25 @@
 //! [`Op`] for the result of a recorded operation (it holds its inputs' nodes and a closure that
 //! maps the output's gradient to the inputs' gradients). Handles of one array share the node, so
 //! marking, re-marking and recording are seen through every clone.
+//!
+//! # Sparse gradients
+//!
+//! A closure may return a row-sparse contribution ([`Grad::RowSparse`], full shape of the
+//! input) — `Embedding` with a sparse gradient, `dot(csr, w)`. A variable's buffer is either
+//! dense or row-sparse ([`GradBuf`]); a row-sparse buffer is a [`SparseGrad`] cell whose
+//! content is replaced by each store (row-sparse arrays are immutable values). Contributions
+//! to one node are summed as: dense + dense → dense, row-sparse + row-sparse → row-sparse
+//! (union of rows), mixed → dense. Storing a contribution:
+//!
+//! | buffer \ contribution | dense | row-sparse |
+//! |---|---|---|
+//! | dense, `write` | assign | zero, then add its rows |
+//! | dense, `add` | add | add its rows |
+//! | row-sparse, `write` | its non-zero rows | replace |
+//! | row-sparse, `add` | union-merge with them | union-merge |
+//!
+//! Direct-write destinations ([`GradDest`]) are offered only for dense buffers, so the dense
+//! paths are exactly what they were.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -14,7 +33,7 @@ use smallvec::SmallVec;
 
 use crate::dtype::GradReq;
 use crate::error::{Error, Result};
-use crate::nd::NDArray;
+use crate::nd::{NDArray, RowSparseNDArray};
 
 /// Where a backward closure may write an input's gradient directly: the variable's own buffer
 /// (overwritten, or accumulated into when `accumulate`). Offered only when that input is a
@@ -34,6 +53,83 @@ pub(crate) enum Grad {
     Value(NDArray),
     /// Already stored into the [`GradDest`] that was offered.
     Written,
+    /// A row-sparse gradient with the input's full shape (only its rows are non-zero).
+    RowSparse(RowSparseNDArray),
+}
+
+/// A row-sparse gradient buffer: a shared cell whose value each backward pass replaces (or
+/// merges into, for `grad_req = add`). Clones share the cell, so a parameter and the autograd
+/// variable of its data see the same gradient.
+#[derive(Clone)]
+pub(crate) struct SparseGrad(Arc<Mutex<RowSparseNDArray>>);
+
+impl SparseGrad {
+    /// A cell holding `value`.
+    pub(crate) fn new(value: RowSparseNDArray) -> SparseGrad {
+        SparseGrad(Arc::new(Mutex::new(value)))
+    }
+    /// The current value (a cheap handle clone).
+    pub(crate) fn get(&self) -> RowSparseNDArray {
+        lock(&self.0).clone()
+    }
+    /// Replaces the value.
+    pub(crate) fn set(&self, value: RowSparseNDArray) {
+        *lock(&self.0) = value;
+    }
+    /// Resets to no stored rows (MXNet's `zeros_like(g, out=g)` on a row_sparse gradient).
+    pub(crate) fn clear(&self) -> Result<()> {
+        let z = self.get().zeros_like()?;
+        self.set(z);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for SparseGrad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SparseGrad({:?})", self.get())
+    }
+}
+
+/// A variable's gradient buffer.
+#[derive(Clone, Debug)]
+pub(crate) enum GradBuf {
+    /// A dense buffer, written in place.
+    Dense(NDArray),
+    /// A row-sparse buffer.
+    RowSparse(SparseGrad),
+}
+
+impl GradBuf {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            GradBuf::Dense(a) => a.shape().to_vec(),
+            GradBuf::RowSparse(g) => g.get().shape().to_vec(),
+        }
+    }
+    fn dtype(&self) -> crate::dtype::DType {
+        match self {
+            GradBuf::Dense(a) => a.dtype(),
+            GradBuf::RowSparse(g) => g.get().dtype(),
+        }
+    }
+}
+
+/// A summed contribution to one node's gradient.
+#[derive(Clone)]
+enum Contrib {
+    Dense(NDArray),
+    RowSparse(RowSparseNDArray),
+}
+
+impl Contrib {
+    /// The dense form (row-sparse contributions are expanded; only reached for operation
+    /// nodes fed by a sparse contribution and for `autograd::grad`).
+    fn into_dense(self) -> Result<NDArray> {
+        match self {
+            Contrib::Dense(a) => Ok(a),
+            Contrib::RowSparse(r) => r.to_dense(),
+        }
+    }
 }
 
 /// The closure of a recorded operation: `(output gradient, destinations) → input gradients`.
@@ -43,9 +139,12 @@ pub(crate) type BackwardFn =
 /// A marked variable: the leaf of a graph.
 pub(crate) struct Var {
     req: AtomicU8,
-    grad: Mutex<Option<NDArray>>,
+    grad: Mutex<Option<GradBuf>>,
     /// Set when a backward pass stored a gradient; cleared by [`Var::take_fresh`].
     fresh: AtomicBool,
+    /// `false` for the pulled rows of a row-sparse parameter, whose buffer has the table's
+    /// shape, not the variable's: no closure may write into it directly.
+    direct: bool,
 }
 
 /// A recorded operation.
@@ -91,7 +190,16 @@ impl Var {
         req_from_u8(self.req.load(Ordering::Relaxed))
     }
 
+    /// The dense gradient buffer (`None` without one, or when it is row-sparse).
     pub(crate) fn grad(&self) -> Option<NDArray> {
+        match &*lock(&self.grad) {
+            Some(GradBuf::Dense(a)) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
+    /// The gradient buffer, dense or row-sparse.
+    pub(crate) fn grad_buf(&self) -> Option<GradBuf> {
         lock(&self.grad).clone()
     }
 
@@ -105,7 +213,7 @@ impl Var {
         self.fresh.load(Ordering::Acquire)
     }
 
-    fn set(&self, grad: Option<NDArray>, req: GradReq) {
+    fn set(&self, grad: Option<GradBuf>, req: GradReq) {
         *lock(&self.grad) = grad;
         self.req.store(req_to_u8(req), Ordering::Relaxed);
         self.fresh.store(false, Ordering::Release);
@@ -181,6 +289,16 @@ pub(crate) fn record_op(
 /// # Ok::<(), mxgluon::Error>(())
 /// ```
 pub fn mark_variables(vars: &mut [NDArray], grads: &[NDArray], req: GradReq) -> Result<()> {
+    let bufs: Vec<GradBuf> = grads.iter().cloned().map(GradBuf::Dense).collect();
+    mark_variables_buf(vars, &bufs, req)
+}
+
+/// [`mark_variables`] with dense or row-sparse gradient buffers.
+pub(crate) fn mark_variables_buf(
+    vars: &mut [NDArray],
+    grads: &[GradBuf],
+    req: GradReq,
+) -> Result<()> {
     if req != GradReq::Null && vars.len() != grads.len() {
         return Err(Error::invalid_arg(
             "mark_variables",
@@ -193,11 +311,12 @@ pub fn mark_variables(vars: &mut [NDArray], grads: &[NDArray], req: GradReq) -> 
     }
     if req != GradReq::Null {
         for (v, g) in vars.iter().zip(grads) {
-            if v.shape() != g.shape() {
+            let gshape = g.shape();
+            if v.shape() != gshape.as_slice() {
                 return Err(Error::ShapeMismatch {
                     op: "mark_variables",
                     lhs: v.shape().to_vec(),
-                    rhs: g.shape().to_vec(),
+                    rhs: gshape,
                     detail: "a gradient buffer must have its variable's shape".into(),
                 });
             }
@@ -228,10 +347,25 @@ pub fn mark_variables(vars: &mut [NDArray], grads: &[NDArray], req: GradReq) -> 
                 req: AtomicU8::new(req_to_u8(req)),
                 grad: Mutex::new(Some(g)),
                 fresh: AtomicBool::new(false),
+                direct: true,
             })))),
         }
     }
     Ok(())
+}
+
+/// Marks `values` — the stored rows of a row-sparse array gathered from a larger table — as
+/// a variable whose gradient (which has the **table's** shape, usually row-sparse) goes to
+/// `buf` with `req`. Used by `Parameter::row_sparse_data`: operators on the pulled rows send
+/// full-shape row-sparse gradients to the parameter's buffer. `values` must be a fresh
+/// handle (it gets a new variable node).
+pub(crate) fn mark_row_sparse_view(values: &mut NDArray, buf: GradBuf, req: GradReq) {
+    values.set_autograd_node(Some(Arc::new(Node::Var(Var {
+        req: AtomicU8::new(req_to_u8(req)),
+        grad: Mutex::new(Some(buf)),
+        fresh: AtomicBool::new(false),
+        direct: false,
+    }))));
 }
 
 type Key = *const Node;
@@ -243,7 +377,7 @@ fn key(n: &Arc<Node>) -> Key {
 /// Everything the backward pass learned: the variables reached and their summed gradients.
 struct Pass {
     /// Summed gradients of variables not written directly, in first-reached order.
-    var_grads: Vec<(Arc<Node>, NDArray)>,
+    var_grads: Vec<(Arc<Node>, Contrib)>,
     /// Variables whose gradient a closure stored directly into their buffer.
     written: Vec<Arc<Node>>,
 }
@@ -258,16 +392,24 @@ fn head_nodes<'a>(heads: &[&'a NDArray]) -> Result<Vec<(&'a NDArray, Arc<Node>)>
         .collect()
 }
 
-fn accumulate(map: &mut HashMap<Key, NDArray>, k: Key, g: NDArray) -> Result<()> {
-    match map.remove(&k) {
-        Some(prev) => {
-            let sum = crate::nd::ops::add_untracked(&prev, &g)?;
-            map.insert(k, sum);
+fn accumulate(map: &mut HashMap<Key, Contrib>, k: Key, g: Contrib) -> Result<()> {
+    let sum = match (map.remove(&k), g) {
+        (None, g) => g,
+        (Some(Contrib::Dense(prev)), Contrib::Dense(g)) => {
+            Contrib::Dense(crate::nd::ops::add_untracked(&prev, &g)?)
         }
-        None => {
-            map.insert(k, g);
+        (Some(Contrib::RowSparse(prev)), Contrib::RowSparse(g)) => {
+            Contrib::RowSparse(prev.add(&g)?)
         }
-    }
+        (Some(Contrib::Dense(d)), Contrib::RowSparse(r))
+        | (Some(Contrib::RowSparse(r)), Contrib::Dense(d)) => {
+            // A fresh dense array: the contribution may be shared with its producer.
+            let out = d.copy_to(d.context())?;
+            r.add_to_dense(&out)?;
+            Contrib::Dense(out)
+        }
+    };
+    map.insert(k, sum);
     Ok(())
 }
 
@@ -311,7 +453,7 @@ fn run(
             }
         }
     }
-    let mut grads: HashMap<Key, NDArray> = HashMap::new();
+    let mut grads: HashMap<Key, Contrib> = HashMap::new();
     for (i, (h, n)) in heads.iter().enumerate() {
         let g = match head_grads {
             Some(hg) => {
@@ -337,7 +479,7 @@ fn run(
         };
         // A head also counts as a use: its variable cannot be written directly.
         *uses.entry(key(n)).or_insert(0) += 1;
-        accumulate(&mut grads, key(n), g)?;
+        accumulate(&mut grads, key(n), Contrib::Dense(g))?;
     }
     let mut pass = Pass {
         var_grads: Vec::new(),
@@ -357,6 +499,7 @@ fn run(
         let Some(dy) = grads.remove(&k) else {
             continue;
         };
+        let dy = dy.into_dense()?;
         let dests: SmallVec<[Option<GradDest>; 3]> = op
             .inputs
             .iter()
@@ -365,7 +508,7 @@ fn run(
                 if !write_into_vars || uses.get(&key(inp)).copied() != Some(1) {
                     return None;
                 }
-                let var = inp.as_var()?;
+                let var = inp.as_var().filter(|v| v.direct)?;
                 let accumulate = match var.req() {
                     GradReq::Null => return None,
                     GradReq::Write => false,
@@ -392,7 +535,8 @@ fn run(
             let Some(inp) = inp else { continue };
             match g {
                 Grad::None => {}
-                Grad::Value(v) => accumulate(&mut grads, key(inp), v.detach())?,
+                Grad::Value(v) => accumulate(&mut grads, key(inp), Contrib::Dense(v.detach()))?,
+                Grad::RowSparse(r) => accumulate(&mut grads, key(inp), Contrib::RowSparse(r))?,
                 Grad::Written => pass.written.push(inp.clone()),
             }
         }
@@ -415,12 +559,12 @@ pub fn backward(
     let pass = run(heads, head_grads, retain_graph, true)?;
     for (n, g) in pass.var_grads {
         let Node::Var(var) = &*n else { continue };
-        let Some(buf) = var.grad() else { continue };
-        match var.req() {
-            GradReq::Null => continue,
-            GradReq::Write => buf.assign(&g)?,
-            GradReq::Add => buf.add_assign(&g)?,
+        let Some(buf) = var.grad_buf() else { continue };
+        let req = var.req();
+        if req == GradReq::Null {
+            continue;
         }
+        store(&buf, g, req == GradReq::Add)?;
         var.fresh.store(true, Ordering::Release);
     }
     for n in pass.written {
@@ -429,6 +573,52 @@ pub fn backward(
         }
     }
     Ok(())
+}
+
+/// Stores a summed contribution into a variable's buffer (see the module docs' table).
+fn store(buf: &GradBuf, g: Contrib, add: bool) -> Result<()> {
+    match (buf, g) {
+        (GradBuf::Dense(b), Contrib::Dense(g)) => {
+            if add {
+                b.add_assign(&g)
+            } else {
+                b.assign(&g)
+            }
+        }
+        (GradBuf::Dense(b), Contrib::RowSparse(r)) => {
+            if !add {
+                b.fill(0.0)?;
+            }
+            r.add_to_dense(b)
+        }
+        (GradBuf::RowSparse(cell), g) => {
+            let r = match g {
+                Contrib::RowSparse(r) => r,
+                Contrib::Dense(d) => RowSparseNDArray::from_dense(&d)?,
+            };
+            let prev = cell.get();
+            if r.dtype() != prev.dtype() || r.shape() != prev.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: "backward",
+                    lhs: prev.shape().to_vec(),
+                    rhs: r.shape().to_vec(),
+                    detail: format!(
+                        "a row_sparse gradient buffer of dtype {} got a {} gradient",
+                        prev.dtype(),
+                        r.dtype()
+                    ),
+                });
+            }
+            let r = if r.context() != prev.context() {
+                r.copy_to(prev.context())?
+            } else {
+                r
+            };
+            let new = if add { prev.add(&r)? } else { r };
+            cell.set(new);
+            Ok(())
+        }
+    }
 }
 
 /// The gradients of `heads` with respect to `variables`, returned as new arrays instead of
@@ -462,7 +652,7 @@ pub fn grad(
         })
         .collect::<Result<Vec<_>>>()?;
     let pass = run(heads, head_grads, retain_graph, false)?;
-    let found: HashMap<Key, NDArray> = pass
+    let found: HashMap<Key, Contrib> = pass
         .var_grads
         .into_iter()
         .map(|(n, g)| (key(&n), g))
@@ -470,7 +660,7 @@ pub fn grad(
     keys.iter()
         .zip(variables)
         .map(|(k, v)| match found.get(k) {
-            Some(g) => Ok(g.clone()),
+            Some(g) => g.clone().into_dense(),
             None => v.zeros_like(),
         })
         .collect()

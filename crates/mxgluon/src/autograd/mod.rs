@@ -37,7 +37,10 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 pub use engine::{backward, grad, mark_variables};
-pub(crate) use engine::{record_op, tracked, Grad, GradDest, Node};
+pub(crate) use engine::{
+    mark_row_sparse_view, mark_variables_buf, record_op, tracked, Grad, GradBuf, GradDest, Node,
+    SparseGrad,
+};
 
 thread_local! {
     static RECORDING: Cell<bool> = const { Cell::new(false) };
@@ -133,9 +136,9 @@ pub fn predict_mode() -> ScopeGuard {
     ScopeGuard::new(None, Some(false))
 }
 
-use crate::dtype::GradReq;
-use crate::error::Result;
-use crate::nd::NDArray;
+use crate::dtype::{GradReq, StorageType};
+use crate::error::{Error, Result};
+use crate::nd::{Array, NDArray, RowSparseNDArray};
 
 impl NDArray {
     /// Makes this array a variable with a zero gradient buffer (MXNet's `attach_grad`):
@@ -147,10 +150,64 @@ impl NDArray {
         mark_variables(std::slice::from_mut(self), &[g], req)
     }
 
+    /// [`NDArray::attach_grad`] with a gradient of storage type `stype`: `RowSparse` gives a
+    /// row-sparse buffer that starts with no rows and holds, after a backward pass, only the
+    /// rows the gradient touches (MXNet's `attach_grad(stype='row_sparse')`).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for `Csr` or a 0-d array with `RowSparse`.
+    ///
+    /// ```
+    /// use mxgluon::{autograd, nd, Context, GradReq, StorageType};
+    /// let mut w = nd::ones(&[5, 2], Context::cpu(0))?;
+    /// w.attach_grad_with(GradReq::Write, StorageType::RowSparse)?;
+    /// let ids = nd::array(&[3.0f32, 1.0, 3.0], &[3], None)?;
+    /// let y = { let _r = autograd::record(); nd::embedding_ex(&ids, &w, true)? };
+    /// y.backward()?;
+    /// let Some(nd::Array::RowSparse(g)) = w.grad_array() else { panic!("row_sparse") };
+    /// assert_eq!(g.indices_vec(), vec![1, 3]);
+    /// assert_eq!(g.values().to_vec::<f32>()?, vec![1.0, 1.0, 2.0, 2.0]);
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn attach_grad_with(&mut self, req: GradReq, stype: StorageType) -> Result<()> {
+        let buf = match stype {
+            StorageType::Default => GradBuf::Dense(self.zeros_like()?),
+            StorageType::RowSparse => {
+                if self.ndim() == 0 {
+                    return Err(Error::invalid_arg(
+                        "attach_grad",
+                        "a 0-d array cannot have a row_sparse gradient",
+                    ));
+                }
+                GradBuf::RowSparse(SparseGrad::new(RowSparseNDArray::zeros(
+                    self.shape(),
+                    self.dtype(),
+                    self.context(),
+                )?))
+            }
+            StorageType::Csr => {
+                return Err(Error::invalid_arg(
+                    "attach_grad",
+                    "csr gradient buffers are not supported; use default or row_sparse",
+                ))
+            }
+        };
+        mark_variables_buf(std::slice::from_mut(self), &[buf], req)
+    }
+
     /// The gradient buffer of this variable (`None` when it is not a variable or has
-    /// `grad_req = null`). The returned handle shares the buffer's memory.
+    /// `grad_req = null`, or when its gradient is row-sparse: see [`NDArray::grad_array`]).
+    /// The returned handle shares the buffer's memory.
     pub fn grad(&self) -> Option<NDArray> {
         self.autograd_node()?.as_var()?.grad()
+    }
+
+    /// The current gradient of this variable in its own storage type: a dense handle to the
+    /// buffer, or the row-sparse gradient's current value (`None` when it is not a variable).
+    pub fn grad_array(&self) -> Option<Array> {
+        match self.autograd_node()?.as_var()?.grad_buf()? {
+            GradBuf::Dense(a) => Some(Array::Dense(a)),
+            GradBuf::RowSparse(g) => Some(Array::RowSparse(g.get())),
+        }
     }
 
     /// Back-propagates from this array with a head gradient of ones (MXNet's

@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use rayon::prelude::*;
 
+use crate::autograd::{GradBuf, SparseGrad};
 use crate::context::{Context, ContextList};
 use crate::dtype::{DType, GradReq, Scalar, StorageType};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::{self, InitSpec};
-use crate::nd::NDArray;
+use crate::nd::{Array, NDArray, RowSparseNDArray};
 use crate::symbol::{Symbol, VarOptions};
 
 /// The initialization state of a [`Parameter`] (spec §1.3).
@@ -105,12 +106,17 @@ struct State {
     grad_stype: StorageType,
     /// One array per entry of `ctx_list` when initialized.
     data: Option<Vec<NDArray>>,
-    /// Parallel to `data`; `None` when grad_req is null or not initialized.
-    grad: Option<Vec<NDArray>>,
+    /// Parallel to `data`; `None` when grad_req is null or not initialized. Dense buffers
+    /// for `grad_stype` default, row-sparse cells for `row_sparse`.
+    grad: Option<Vec<GradBuf>>,
     ctx_list: Vec<Context>,
     /// `Context::map_key()` → index into `ctx_list` (later duplicates win).
     ctx_map: HashMap<(bool, u32), usize>,
     deferred: Option<Deferred>,
+    /// The Trainer this parameter belongs to (spec §1.21): its id and a liveness token.
+    trainer: Option<(u64, Weak<()>)>,
+    /// Row-sparse storage: per context, the rows last pulled by `row_sparse_data`.
+    pulled: Vec<Option<RowSparseNDArray>>,
 }
 
 impl State {
@@ -123,7 +129,7 @@ impl State {
         };
         match &self.grad {
             Some(g) if self.grad_req != GradReq::Null => {
-                crate::autograd::mark_variables(data, g, self.grad_req)
+                crate::autograd::mark_variables_buf(data, g, self.grad_req)
             }
             _ => crate::autograd::mark_variables(data, &[], GradReq::Null),
         }
@@ -271,6 +277,8 @@ impl Parameter {
                     ctx_list: Vec::new(),
                     ctx_map: HashMap::new(),
                     deferred: None,
+                    trainer: None,
+                    pulled: Vec::new(),
                 }),
                 var: OnceLock::new(),
             }),
@@ -485,10 +493,7 @@ impl Parameter {
                 None => return Ok(()),
             }
         };
-        let grads = data
-            .iter()
-            .map(NDArray::zeros_like)
-            .collect::<Result<Vec<_>>>()?;
+        let grads = self.new_grads(&data)?;
         let mut st = self.write();
         if st.grad_req != GradReq::Null && st.data.as_ref().is_some_and(|d| same_handles(d, &data))
         {
@@ -783,11 +788,7 @@ impl Parameter {
         }
         let need_grad = self.read().grad_req != GradReq::Null;
         let grad = if need_grad {
-            Some(
-                data.iter()
-                    .map(NDArray::zeros_like)
-                    .collect::<Result<Vec<_>>>()?,
-            )
+            Some(self.new_grads(&data)?)
         } else {
             None
         };
@@ -798,12 +799,9 @@ impl Parameter {
         st.grad = match (st.grad_req, grad) {
             (GradReq::Null, _) => None,
             (_, Some(g)) => Some(g),
-            (_, None) => Some(
-                data.iter()
-                    .map(NDArray::zeros_like)
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            (_, None) => Some(new_grads_of(&data, st.grad_stype)?),
         };
+        st.pulled = vec![None; data.len()];
         st.data = Some(data);
         st.deferred = None;
         st.sync_marks()
@@ -882,20 +880,123 @@ impl Parameter {
 
     /// The gradient on `ctx` (lookup as for [`Parameter::data`]).
     ///
-    /// Errors: [`Error::GradReqNull`] when initialized with grad_req `null`, else those of
-    /// `data`.
+    /// Errors: [`Error::GradReqNull`] when initialized with grad_req `null`,
+    /// [`Error::WrongParameterStorage`] when the gradient is row-sparse (use
+    /// [`Parameter::grad_array`]), else those of `data`.
     pub fn grad(&self, ctx: impl Into<Option<Context>>) -> Result<NDArray> {
         let st = self.read();
+        let g = self.grad_buf_locked(&st, ctx.into())?;
+        match g {
+            GradBuf::Dense(a) => Ok(a),
+            GradBuf::RowSparse(_) => Err(self.sparse_grad_error("grad")),
+        }
+    }
+
+    /// The gradients on every context.
+    ///
+    /// Errors: as [`Parameter::grad`].
+    pub fn list_grad(&self) -> Result<Vec<NDArray>> {
+        self.list_grad_bufs()?
+            .into_iter()
+            .map(|g| match g {
+                GradBuf::Dense(a) => Ok(a),
+                GradBuf::RowSparse(_) => Err(self.sparse_grad_error("list_grad")),
+            })
+            .collect()
+    }
+
+    /// The gradient on `ctx` in the parameter's `grad_stype`: for a dense gradient a handle
+    /// to the buffer ([`Array::Dense`]), for a row-sparse one its current value
+    /// ([`Array::RowSparse`]: the rows the last backward passes touched; none after
+    /// [`Parameter::zero_grad`]).
+    ///
+    /// ```
+    /// use mxgluon::gluon::{nn::Embedding, Block};
+    /// use mxgluon::{autograd, init, nd, nd::Array, Context};
+    /// let e = Embedding::builder(20, 2).sparse_grad(true).weight_initializer(init::One).build()?;
+    /// e.initialize(None, Context::cpu(0))?;
+    /// let x = nd::array(&[4.0f32, 9.0, 4.0], &[3], None)?;
+    /// { let _r = autograd::record(); e.forward(&x)?.backward()?; }
+    /// assert!(e.weight().grad(None).is_err());          // row_sparse: not a dense array
+    /// let Array::RowSparse(g) = e.weight().grad_array(None)? else { panic!("row_sparse") };
+    /// assert_eq!(g.indices_vec(), vec![4, 9]);
+    /// assert_eq!(g.values().to_vec::<f32>()?, vec![2.0, 2.0, 1.0, 1.0]);
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    ///
+    /// Errors: those of [`Parameter::grad`] except the storage one.
+    pub fn grad_array(&self, ctx: impl Into<Option<Context>>) -> Result<Array> {
+        let st = self.read();
+        Ok(match self.grad_buf_locked(&st, ctx.into())? {
+            GradBuf::Dense(a) => Array::Dense(a),
+            GradBuf::RowSparse(g) => Array::RowSparse(g.get()),
+        })
+    }
+
+    /// [`Parameter::grad_array`] on every context, in context-list order.
+    pub fn list_grad_array(&self) -> Result<Vec<Array>> {
+        Ok(self
+            .list_grad_bufs()?
+            .into_iter()
+            .map(|g| match g {
+                GradBuf::Dense(a) => Array::Dense(a),
+                GradBuf::RowSparse(g) => Array::RowSparse(g.get()),
+            })
+            .collect())
+    }
+
+    /// The row-sparse gradient on `ctx` (MXNet's `grad()` of a `grad_stype='row_sparse'`
+    /// parameter).
+    ///
+    /// Errors: [`Error::WrongParameterStorage`] when the gradient is dense, else those of
+    /// [`Parameter::grad_array`].
+    pub fn row_sparse_grad(&self, ctx: impl Into<Option<Context>>) -> Result<RowSparseNDArray> {
+        match self.grad_array(ctx)? {
+            Array::RowSparse(g) => Ok(g),
+            _ => Err(Error::WrongParameterStorage {
+                name: self.inner.name.clone(),
+                stype: StorageType::Default,
+                called: "row_sparse_grad",
+                use_instead: "grad",
+            }),
+        }
+    }
+
+    fn sparse_grad_error(&self, called: &'static str) -> Error {
+        Error::WrongParameterStorage {
+            name: self.inner.name.clone(),
+            stype: StorageType::RowSparse,
+            called,
+            use_instead: "grad_array",
+        }
+    }
+
+    fn grad_buf_locked(&self, st: &State, ctx: Option<Context>) -> Result<GradBuf> {
         if st.data.is_some() && st.grad.is_none() {
             return Err(Error::GradReqNull {
                 name: self.inner.name.clone(),
             });
         }
-        self.check_and_get(&st, st.grad.as_ref(), ctx.into())
+        let Some(grads) = &st.grad else {
+            return Err(self.not_initialized_error(st));
+        };
+        let ctx = match ctx {
+            None if grads.len() == 1 => return Ok(grads[0].clone()),
+            None => Context::current(),
+            Some(c) => c,
+        };
+        match st.ctx_map.get(&ctx.map_key()).and_then(|&i| grads.get(i)) {
+            Some(g) => Ok(g.clone()),
+            None => Err(Error::ParameterNotOnContext {
+                name: self.inner.name.clone(),
+                ctx,
+                available: st.ctx_list.clone(),
+            }),
+        }
     }
 
-    /// The gradients on every context.
-    pub fn list_grad(&self) -> Result<Vec<NDArray>> {
+    /// Every context's gradient buffer (dense or row-sparse), in context-list order.
+    pub(crate) fn list_grad_bufs(&self) -> Result<Vec<GradBuf>> {
         let st = self.read();
         if st.data.is_some() && st.grad.is_none() {
             return Err(Error::GradReqNull {
@@ -907,6 +1008,36 @@ impl Parameter {
             .ok_or_else(|| self.not_initialized_error(&st))
     }
 
+    /// New zero gradient buffers for `data`, in the parameter's `grad_stype` (a row-sparse
+    /// buffer starts with no rows: no memory of the table's size).
+    fn new_grads(&self, data: &[NDArray]) -> Result<Vec<GradBuf>> {
+        let stype = self.read().grad_stype;
+        new_grads_of(data, stype)
+    }
+}
+
+/// New zero gradient buffers for `data` with gradient storage `stype` (see
+/// `Parameter::new_grads`; this form needs no lock).
+fn new_grads_of(data: &[NDArray], stype: StorageType) -> Result<Vec<GradBuf>> {
+    let sparse = stype == StorageType::RowSparse;
+    {
+        data.iter()
+            .map(|a| {
+                Ok(if sparse && a.ndim() > 0 {
+                    GradBuf::RowSparse(SparseGrad::new(RowSparseNDArray::zeros(
+                        a.shape(),
+                        a.dtype(),
+                        a.context(),
+                    )?))
+                } else {
+                    GradBuf::Dense(a.zeros_like()?)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Parameter {
     /// The contexts the parameter lives on (the pending ones when deferred).
     pub fn list_ctx(&self) -> Result<Vec<Context>> {
         let st = self.read();
@@ -921,11 +1052,15 @@ impl Parameter {
         }
     }
 
-    /// Sets every gradient to zero in place (same buffers); a no-op without gradients.
+    /// Sets every gradient to zero in place (same buffers); a no-op without gradients. A
+    /// row-sparse gradient keeps no rows (spec §1.15).
     pub fn zero_grad(&self) -> Result<()> {
         let grads = self.read().grad.clone();
         for g in grads.iter().flatten() {
-            g.fill(0.0)?;
+            match g {
+                GradBuf::Dense(a) => a.fill(0.0)?,
+                GradBuf::RowSparse(c) => c.clear()?,
+            }
         }
         Ok(())
     }
@@ -1011,19 +1146,21 @@ impl Parameter {
     }
 
     /// One array on `cpu(0)` holding the mean of the copies on every context (a copy when
-    /// there is one context) (spec §1.18, dense).
+    /// there is one context) (spec §1.18). For a row-sparse parameter: a dense copy of its
+    /// authoritative value, which needs its Trainer ([`Error::NoTrainer`] otherwise, as
+    /// MXNet fails without one).
     pub fn reduce(&self) -> Result<NDArray> {
         let _pause = crate::autograd::pause();
         let data = {
             let st = self.read();
             if st.stype != StorageType::Default {
-                return Err(Error::InvalidParameterValue {
-                    name: self.inner.name.clone(),
-                    reason: format!(
-                        "reducing a parameter with storage type {} needs a Trainer, which is not supported",
-                        st.stype
-                    ),
-                });
+                // The authoritative value lives with the Trainer (spec §1.18, quirk 19).
+                self.check_trainer(&st, "reduce (save, reset_ctx)")?;
+                let data = st
+                    .data
+                    .as_ref()
+                    .ok_or_else(|| self.not_initialized_error(&st))?;
+                return data[0].copy_to(Context::cpu(0));
             }
             st.data
                 .clone()
@@ -1079,7 +1216,14 @@ impl Parameter {
         let new_grad = match &grad {
             Some(g) => Some(
                 g.iter()
-                    .map(|a| a.astype_untracked(dtype))
+                    .map(|b| {
+                        Ok(match b {
+                            GradBuf::Dense(a) => GradBuf::Dense(a.astype_untracked(dtype)?),
+                            GradBuf::RowSparse(c) => {
+                                GradBuf::RowSparse(SparseGrad::new(c.get().astype(dtype)?))
+                            }
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?,
             ),
             None => None,
@@ -1147,8 +1291,8 @@ impl Parameter {
                 DTypeSource::Saved => self.cast(data.dtype())?,
             }
         }
-        // 4. storage
-        if self.stype() != StorageType::Default {
+        // 4. storage (a row_sparse parameter keeps its full value dense: nothing to convert)
+        if self.stype() == StorageType::Csr {
             return Err(Error::WrongParameterStorage {
                 name: name.clone(),
                 stype: self.stype(),
@@ -1194,6 +1338,232 @@ impl Parameter {
         };
         let dtype = self.dtype();
         self.init_impl(&data, false, target, dtype)
+    }
+}
+
+// ---------------------------------------------------------------------- sparse storage
+//
+// A `row_sparse` parameter (spec §1.12, §1.18, §1.21) keeps its full value in dense arrays
+// (one per context, as a dense parameter; the first is the authoritative value, which the
+// owning Trainer updates in place, lazily for row-sparse gradients — MXNet keeps it in the
+// Trainer's kvstore). Those arrays are private: `data()` refuses, and the model reads rows
+// through `row_sparse_data(row_id)`, which gathers them from the authoritative value into a
+// `RowSparseNDArray` on `row_id`'s context, remembers it as that context's copy and marks
+// its values as an autograd variable whose gradient (full shape, row-sparse) goes to the
+// parameter's gradient buffer of that context.
+
+impl Parameter {
+    /// Attaches the parameter to a Trainer (`id`, kept alive by `alive`) — MXNet's
+    /// `_set_trainer`. `check_only` validates without attaching.
+    ///
+    /// Errors: [`Error::TrainerAlreadySet`] when the parameter has sparse storage and
+    /// another live Trainer owns it.
+    pub(crate) fn set_trainer(&self, id: u64, alive: &Arc<()>, check_only: bool) -> Result<()> {
+        let mut st = self.write();
+        if st.stype != StorageType::Default {
+            if let Some((old, token)) = &st.trainer {
+                if *old != id && token.strong_count() > 0 {
+                    return Err(Error::TrainerAlreadySet {
+                        name: self.inner.name.clone(),
+                        stype: st.stype,
+                    });
+                }
+            }
+        }
+        if !check_only {
+            st.trainer = Some((id, Arc::downgrade(alive)));
+        }
+        Ok(())
+    }
+
+    /// Detaches the parameter from Trainer `id` (when that Trainer is dropped).
+    pub(crate) fn unset_trainer(&self, id: u64) {
+        let mut st = self.write();
+        if st.trainer.as_ref().is_some_and(|(t, _)| *t == id) {
+            st.trainer = None;
+        }
+    }
+
+    fn check_trainer(&self, st: &State, action: &'static str) -> Result<()> {
+        match &st.trainer {
+            Some((_, token)) if token.strong_count() > 0 => Ok(()),
+            _ => Err(Error::NoTrainer {
+                name: self.inner.name.clone(),
+                action,
+            }),
+        }
+    }
+
+    fn check_row_sparse(&self, st: &State, called: &'static str) -> Result<()> {
+        if st.stype != StorageType::RowSparse {
+            return Err(Error::WrongParameterStorage {
+                name: self.inner.name.clone(),
+                stype: st.stype,
+                called,
+                use_instead: "data",
+            });
+        }
+        Ok(())
+    }
+
+    /// The rows `row_id` of the parameter's current value, as a row-sparse array on
+    /// `row_id`'s context (MXNet's `row_sparse_data`, spec §1.12): indices are the sorted,
+    /// distinct ids; the array becomes the parameter's copy on that context, and inside
+    /// [`autograd::record`](crate::autograd::record) operators on it (e.g.
+    /// [`nd::sparse_dot_rsp`](crate::nd::sparse_dot_rsp)) send their row-sparse gradient to
+    /// the parameter's gradient on that context.
+    ///
+    /// ```
+    /// use mxgluon::gluon::{Trainer, TrainerOptions};
+    /// use mxgluon::{init, nd, Context, Parameter, StorageType};
+    /// let w = Parameter::new("w").with_shape([5, 2]).with_init(init::One)
+    ///     .with_stype(StorageType::RowSparse).with_grad_stype(StorageType::RowSparse);
+    /// w.initialize(Context::cpu(0))?;
+    /// assert!(w.data(None).is_err());                           // use row_sparse_data
+    /// let ids = nd::array(&[3.0f32, 1.0, 3.0], &[3], None)?;
+    /// assert!(w.row_sparse_data(&ids).is_err());                // no Trainer yet
+    /// let _trainer = Trainer::new(vec![w.clone()], "sgd", TrainerOptions::default())?;
+    /// let rows = w.row_sparse_data(&ids)?;
+    /// assert_eq!(rows.indices_vec(), vec![1, 3]);
+    /// assert_eq!(rows.values().to_vec::<f32>()?, vec![1.0; 4]);
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    ///
+    /// Errors: [`Error::WrongParameterStorage`] for a parameter whose storage is not
+    /// row-sparse, [`Error::NoTrainer`] without a Trainer, the errors of
+    /// [`Parameter::data`] (not initialized, not on `row_id`'s context), and an
+    /// [`Error::InvalidArgument`] for ids outside the table.
+    pub fn row_sparse_data(&self, row_id: &NDArray) -> Result<RowSparseNDArray> {
+        let ctx = row_id.context();
+        let slot = {
+            let st = self.read();
+            self.check_row_sparse(&st, "row_sparse_data")?;
+            self.check_trainer(&st, "get row_sparse data of")?;
+            self.check_and_get(&st, st.data.as_ref(), Some(ctx))?;
+            st.ctx_map.get(&ctx.map_key()).copied().unwrap_or(0)
+        };
+        self.pull_rows(slot, row_id)
+    }
+
+    /// [`Parameter::row_sparse_data`] for every context: the same rows, one array per
+    /// context in context-list order, each becoming that context's copy.
+    ///
+    /// Errors: as [`Parameter::row_sparse_data`].
+    pub fn list_row_sparse_data(&self, row_id: &NDArray) -> Result<Vec<RowSparseNDArray>> {
+        let n = {
+            let st = self.read();
+            if st.stype != StorageType::RowSparse {
+                return Err(Error::WrongParameterStorage {
+                    name: self.inner.name.clone(),
+                    stype: st.stype,
+                    called: "list_row_sparse_data",
+                    use_instead: "list_data",
+                });
+            }
+            self.check_trainer(&st, "get row_sparse data of")?;
+            st.data
+                .as_ref()
+                .ok_or_else(|| self.not_initialized_error(&st))?
+                .len()
+        };
+        (0..n).map(|slot| self.pull_rows(slot, row_id)).collect()
+    }
+
+    /// Gathers rows `row_id` of the authoritative value onto context slot `slot`, stores the
+    /// result as that slot's copy and marks it for autograd.
+    fn pull_rows(&self, slot: usize, row_id: &NDArray) -> Result<RowSparseNDArray> {
+        let _pause = crate::autograd::pause();
+        let (master, ctx, grad, req) = {
+            let st = self.read();
+            let data = st
+                .data
+                .as_ref()
+                .ok_or_else(|| self.not_initialized_error(&st))?;
+            let ctx = st.ctx_list.get(slot).copied().unwrap_or(Context::cpu(0));
+            let grad = st.grad.as_ref().and_then(|g| g.get(slot).cloned());
+            (data[0].clone(), ctx, grad, st.grad_req)
+        };
+        let rows = if row_id.context() == master.context() {
+            row_id.clone()
+        } else {
+            row_id.copy_to(master.context())?
+        };
+        let pulled = RowSparseNDArray::gather(&master, &rows.detach())?;
+        let pulled = if pulled.context() != ctx {
+            pulled.copy_to(ctx)?
+        } else {
+            pulled
+        };
+        let pulled = match grad {
+            Some(buf) if req != GradReq::Null => {
+                let mut values = pulled.values().detach();
+                crate::autograd::mark_row_sparse_view(&mut values, buf, req);
+                RowSparseNDArray::new(values, pulled.indices().clone(), pulled.shape())?
+            }
+            _ => pulled,
+        };
+        let mut st = self.write();
+        if let Some(p) = st.pulled.get_mut(slot) {
+            *p = Some(pulled.clone());
+        }
+        Ok(pulled)
+    }
+
+    /// The authoritative full value of a row-sparse parameter, or the data arrays of a
+    /// dense one: what the Trainer updates.
+    pub(crate) fn update_targets(&self) -> Result<Vec<NDArray>> {
+        let st = self.read();
+        let data = st
+            .data
+            .as_ref()
+            .ok_or_else(|| self.not_initialized_error(&st))?;
+        Ok(match st.stype {
+            StorageType::Default => data.clone(),
+            _ => data.iter().take(1).cloned().collect(),
+        })
+    }
+
+    /// The arrays whose autograd variables carry the parameter's freshness flags: the data
+    /// arrays, or for a row-sparse parameter each context's last pulled values (the data
+    /// array where nothing was pulled yet).
+    pub(crate) fn fresh_handles(&self) -> Result<Vec<NDArray>> {
+        let st = self.read();
+        let data = st
+            .data
+            .as_ref()
+            .ok_or_else(|| self.not_initialized_error(&st))?;
+        if st.stype == StorageType::Default {
+            return Ok(data.clone());
+        }
+        Ok(data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match st.pulled.get(i) {
+                Some(Some(p)) => p.values().clone(),
+                _ => d.clone(),
+            })
+            .collect())
+    }
+
+    /// The full value for saving (spec §1.18, §4.4): the cross-context mean of a dense
+    /// parameter; for a row-sparse one its authoritative value as a row-sparse array holding
+    /// every row (what MXNet writes), which needs the Trainer (quirk 19).
+    ///
+    /// Errors: [`Error::NoTrainer`] for a row-sparse parameter without a Trainer; those of
+    /// [`Parameter::reduce`].
+    pub fn reduce_array(&self) -> Result<Array> {
+        if self.stype() == StorageType::Default {
+            return Ok(Array::Dense(self.reduce()?));
+        }
+        let full = self.reduce()?;
+        let n = full.shape().first().copied().unwrap_or(0);
+        let ids: Vec<i64> = (0..n as i64).collect();
+        let indices = NDArray::from_vec(ids, &[n], full.context())?;
+        Ok(Array::RowSparse(RowSparseNDArray::new(
+            full.clone(),
+            indices,
+            full.shape(),
+        )?))
     }
 }
 

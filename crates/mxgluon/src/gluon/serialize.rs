@@ -126,7 +126,7 @@ impl ParameterDict {
     pub fn save(&self, path: impl AsRef<Path>, strip_prefix: &str) -> Result<()> {
         let mut out = Vec::new();
         for (name, p) in self.items() {
-            let value = p.reduce()?;
+            let value = p.reduce_array()?;
             let key = name.strip_prefix(strip_prefix).ok_or_else(|| {
                 Error::invalid_arg(
                     "ParameterDict::save",
@@ -137,7 +137,7 @@ impl ParameterDict {
                     ),
                 )
             })?;
-            out.push((key.to_string(), Array::Dense(value)));
+            out.push((key.to_string(), value));
         }
         crate::io::params::save(path, &ArrayList::Dict(out))
     }
@@ -233,7 +233,7 @@ pub(crate) fn save_block(block: &dyn Block, path: &Path, deduplicate: bool) -> R
     }
     let mut out = Vec::with_capacity(entries.len());
     for (name, p) in entries {
-        out.push((name, Array::Dense(p.reduce()?)));
+        out.push((name, p.reduce_array()?));
     }
     crate::io::params::save(path, &ArrayList::Dict(out))
 }

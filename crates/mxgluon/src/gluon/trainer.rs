@@ -2,15 +2,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::autograd::GradBuf;
 use crate::context::Context;
 use crate::dtype::{DType, GradReq};
 use crate::error::{Error, Result};
 use crate::gluon::{Parameter, ParameterDict};
 use crate::io::ArrayList;
 use crate::kvstore::{self, KVStoreKind};
-use crate::nd::NDArray;
-use crate::optimizer::{self, OptState, Optimizer, OptimizerOptions};
+use crate::nd::{NDArray, RowSparseNDArray};
+use crate::optimizer::{self, update_row_sparse, OptState, Optimizer, OptimizerOptions};
 
 /// Largest parameter size (elements) for which a `Local` store fuses the update into the
 /// reduction by default (MXNet's 16·1024·1024 rule).
@@ -176,7 +179,14 @@ pub struct Trainer {
     pending_broadcast: Vec<bool>,
     /// Optimizer state per (parameter index, context slot).
     states: HashMap<(usize, usize), OptState>,
+    /// This trainer's identity for its parameters (spec §1.21) and the token whose lifetime
+    /// tells them it is alive.
+    id: u64,
+    _alive: Arc<()>,
 }
+
+/// Source of [`Trainer`] ids.
+static NEXT_TRAINER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Trainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,6 +199,16 @@ impl std::fmt::Debug for Trainer {
             .field("kvstore", &self.options.kvstore)
             .field("reduction", &self.reduction)
             .finish()
+    }
+}
+
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        // A parameter outlives its Trainer: it may join another one (MXNet holds a weak
+        // reference too).
+        for p in &self.params {
+            p.unset_trainer(self.id);
+        }
     }
 }
 
@@ -244,7 +264,18 @@ impl Trainer {
         let optimizer = optimizer.into_optimizer()?;
         let scale = optimizer.params().rescale_grad;
         let n = params.len();
+        let id = NEXT_TRAINER_ID.fetch_add(1, Ordering::Relaxed);
+        let alive = Arc::new(());
+        // All or nothing: check every parameter before attaching any.
+        for p in &params {
+            p.set_trainer(id, &alive, true)?;
+        }
+        for p in &params {
+            p.set_trainer(id, &alive, false)?;
+        }
         Ok(Trainer {
+            id,
+            _alive: alive,
             params,
             param2idx,
             optimizer,
@@ -317,7 +348,30 @@ impl Trainer {
             Some(r) => r,
             None => {
                 let nctx = self.contexts()?.len();
-                let r = if nctx < 2 || self.options.kvstore == KVStoreKind::None {
+                let sparse_weight = self
+                    .params
+                    .iter()
+                    .any(|p| p.stype() != crate::dtype::StorageType::Default);
+                if sparse_weight {
+                    // Spec §7.2: the value of a sparse weight lives in the kvstore.
+                    if self.options.kvstore == KVStoreKind::None {
+                        return Err(Error::invalid_arg(
+                            "Trainer",
+                            "kvstore None cannot be used with row_sparse parameters: their value \
+                             lives in the kvstore; use KVStoreKind::Device or Local",
+                        ));
+                    }
+                    if self.options.update_on_kvstore == Some(false) {
+                        return Err(Error::invalid_arg(
+                            "Trainer",
+                            "update_on_kvstore(false) cannot be used when row_sparse parameters \
+                             are present",
+                        ));
+                    }
+                }
+                let r = if sparse_weight {
+                    Reduction::Fused
+                } else if nctx < 2 || self.options.kvstore == KVStoreKind::None {
                     Reduction::None
                 } else {
                     let fuse = self.options.update_on_kvstore.unwrap_or_else(|| {
@@ -408,7 +462,22 @@ impl Trainer {
                 continue;
             }
             if reduction == Reduction::AllReduce {
-                kvstore::allreduce_in_place(&p.list_grad()?)?;
+                let (dense, sparse) = split_grads(p.list_grad_bufs()?);
+                if !dense.is_empty() {
+                    kvstore::allreduce_in_place(&dense)?;
+                }
+                if !sparse.is_empty() {
+                    // Every context's row-sparse gradient becomes the sum (rows merged).
+                    let values: Vec<RowSparseNDArray> = sparse.iter().map(|c| c.get()).collect();
+                    let sum = kvstore::reduce_row_sparse(&values)?;
+                    for (c, v) in sparse.iter().zip(&values) {
+                        c.set(if v.context() == sum.context() {
+                            sum.clone()
+                        } else {
+                            sum.copy_to(v.context())?
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -448,11 +517,13 @@ impl Trainer {
             if p.grad_req() == GradReq::Null {
                 continue;
             }
-            let data = p.list_data()?;
-            let grads = p.list_grad()?;
-            let fresh: Vec<bool> = data.iter().map(fresh_flag).collect();
+            let data = p.update_targets()?;
+            let handles = p.fresh_handles()?;
+            let (grads, sparse) = split_grads(p.list_grad_bufs()?);
+            let sparse: Vec<RowSparseNDArray> = sparse.iter().map(|c| c.get()).collect();
+            let fresh: Vec<bool> = handles.iter().map(fresh_flag).collect();
             if !ignore_stale_grad {
-                for (a, f) in data.iter().zip(&fresh) {
+                for (a, f) in handles.iter().zip(&fresh) {
                     if !f {
                         stale.push((p.name().to_string(), a.context()));
                     }
@@ -464,7 +535,9 @@ impl Trainer {
                 wd_mult: p.wd_mult(),
                 data,
                 grads,
+                sparse,
                 fresh,
+                handles,
             });
         }
         if !stale.is_empty() {
@@ -475,6 +548,10 @@ impl Trainer {
 
     fn apply(&mut self, work: Vec<Work>, reduction: Reduction, ignore_stale: bool) -> Result<()> {
         for w in work {
+            if !w.sparse.is_empty() {
+                self.apply_row_sparse(w, reduction, ignore_stale)?;
+                continue;
+            }
             match reduction {
                 Reduction::Fused => {
                     if ignore_stale && !w.fresh.iter().any(|&f| f) {
@@ -498,7 +575,7 @@ impl Trainer {
                         &w.grads,
                         state,
                     )?;
-                    w.data.iter().for_each(clear_fresh);
+                    w.handles.iter().for_each(clear_fresh);
                 }
                 Reduction::None | Reduction::AllReduce => {
                     for (k, (d, g)) in w.data.iter().zip(&w.grads).enumerate() {
@@ -520,6 +597,65 @@ impl Trainer {
                         )?;
                         clear_fresh(d);
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One parameter with row-sparse gradients: with a reduction, the gradients are summed
+    /// (row sets merged), the first copy is updated and the changed rows are copied to the
+    /// others; without, each copy follows its own gradient. Lazy optimizers touch only the
+    /// gradient's rows, so the step costs O(rows touched).
+    fn apply_row_sparse(
+        &mut self,
+        w: Work,
+        reduction: Reduction,
+        ignore_stale: bool,
+    ) -> Result<()> {
+        match reduction {
+            Reduction::Fused | Reduction::AllReduce => {
+                if ignore_stale && !w.fresh.iter().any(|&f| f) {
+                    return Ok(());
+                }
+                let args = self
+                    .optimizer
+                    .params_mut()
+                    .begin_step(w.index, 0, w.lr_mult, w.wd_mult);
+                let state = state_for(
+                    &mut self.states,
+                    self.optimizer.as_ref(),
+                    w.index,
+                    0,
+                    &w.data[0],
+                )?;
+                kvstore::reduce_update_broadcast_row_sparse(
+                    self.optimizer.as_ref(),
+                    &args,
+                    &w.data,
+                    &w.sparse,
+                    state,
+                )?;
+                w.handles.iter().for_each(clear_fresh);
+            }
+            Reduction::None => {
+                for (k, (d, g)) in w.data.iter().zip(&w.sparse).enumerate() {
+                    if ignore_stale && !w.fresh[k] {
+                        continue;
+                    }
+                    let args = self
+                        .optimizer
+                        .params_mut()
+                        .begin_step(w.index, k, w.lr_mult, w.wd_mult);
+                    let state =
+                        state_for(&mut self.states, self.optimizer.as_ref(), w.index, k, d)?;
+                    let g = if g.context() != d.context() {
+                        g.copy_to(d.context())?
+                    } else {
+                        g.clone()
+                    };
+                    update_row_sparse(self.optimizer.as_ref(), &args, d, &g, state)?;
+                    clear_fresh(d);
                 }
             }
         }
@@ -739,6 +875,24 @@ struct Work {
     lr_mult: f64,
     wd_mult: f64,
     data: Vec<NDArray>,
+    /// Dense gradients (empty when the gradients are row-sparse).
     grads: Vec<NDArray>,
+    /// Row-sparse gradients' current values (empty when dense).
+    sparse: Vec<RowSparseNDArray>,
     fresh: Vec<bool>,
+    /// The arrays carrying the freshness flags, one per context.
+    handles: Vec<NDArray>,
+}
+
+/// Splits gradient buffers into the dense ones and the row-sparse cells.
+fn split_grads(bufs: Vec<GradBuf>) -> (Vec<NDArray>, Vec<crate::autograd::SparseGrad>) {
+    let mut dense = Vec::new();
+    let mut sparse = Vec::new();
+    for b in bufs {
+        match b {
+            GradBuf::Dense(a) => dense.push(a),
+            GradBuf::RowSparse(c) => sparse.push(c),
+        }
+    }
+    (dense, sparse)
 }

@@ -3,8 +3,13 @@
 //!
 //! This is a minimal, validated representation: constructors check every invariant and
 //! return [`Error::InvalidSparse`] when one is broken, so a value of these types is always
-//! well-formed. Index arrays are `int64`, as MXNet creates them. Operators on sparse
-//! arrays come later; for now an array converts to and from dense storage.
+//! well-formed. Index arrays are `int64`, as MXNet creates them.
+//!
+//! Operations (each costs time in proportion to the stored rows or values, never to the full
+//! logical size, except conversions to dense): row-sparse sums, scatter-add into and gathering
+//! from dense tables, `retain`, casts (in `rsp`), and products with a CSR left-hand side
+//! ([`dot_csr_dense`], [`dot_csr_t_dense`], [`dot_csr_rsp`]). `Display` prints MXNet's repr,
+//! which MXNet also uses for `str` of sparse arrays: `<RowSparseNDArray 4x2 @cpu(0)>`.
 //!
 //! ```
 //! use mxgluon::nd::{self, Array, CSRNDArray, NDArray, RowSparseNDArray};
@@ -33,6 +38,13 @@ use super::{shape_size, NDArray, Shape};
 use crate::context::Context;
 use crate::dtype::{DType, Scalar, StorageType};
 use crate::error::{Error, Result};
+
+mod dot;
+mod rsp;
+
+pub use dot::{dot_csr_dense, dot_csr_rsp, dot_csr_t_dense};
+
+pub(crate) use rsp::{row_len, rows_mut};
 
 fn invalid(stype: StorageType, part: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidSparse {
@@ -544,6 +556,16 @@ impl CSRNDArray {
         self.data.context()
     }
 
+    /// A copy with values converted to `dtype` (same structure; new memory).
+    pub fn astype(&self, dtype: DType) -> Result<Self> {
+        Ok(CSRNDArray {
+            data: self.data.astype_untracked(dtype)?,
+            indices: self.indices.copy_to_untracked(self.context())?,
+            indptr: self.indptr.copy_to_untracked(self.context())?,
+            shape: self.shape,
+        })
+    }
+
     /// A copy on `ctx` (new memory).
     pub fn copy_to(&self, ctx: Context) -> Result<Self> {
         Ok(CSRNDArray {
@@ -892,6 +914,10 @@ mod tests {
             d.to_vec::<i32>().unwrap()
         );
         assert_eq!(c.to_string(), "<CSRNDArray 2x3 @cpu(0)>");
+        let c64 = c.astype(DType::Float64).unwrap();
+        assert_eq!(c64.dtype(), DType::Float64);
+        assert_eq!(c64.indptr_vec(), c.indptr_vec());
+        assert_eq!(c64.to_dense().unwrap().to_f64_vec(), d.to_f64_vec());
         let z = CSRNDArray::zeros(&[2, 3], DType::Float32, cpu()).unwrap();
         assert_eq!(z.indptr_vec(), vec![0, 0, 0]);
         assert_eq!(z.nnz(), 0);

@@ -138,6 +138,9 @@ impl Optimizer for Adam {
         vec!["mean", "var"]
     }
     impl_steps!();
+    fn lazy_row_sparse(&self) -> bool {
+        self.lazy_update
+    }
     fn hyper_json(&self) -> Map<String, Value> {
         obj(vec![
             ("beta1", self.beta1.into()),

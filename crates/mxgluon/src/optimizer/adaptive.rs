@@ -101,6 +101,9 @@ impl Optimizer for AdaGrad {
         vec!["history"]
     }
     impl_steps!();
+    fn lazy_row_sparse(&self) -> bool {
+        true
+    }
     fn hyper_json(&self) -> Map<String, Value> {
         obj(vec![("eps", self.eps.into())])
     }
@@ -535,6 +538,9 @@ impl Optimizer for Ftrl {
         vec!["z", "n"]
     }
     impl_steps!();
+    fn lazy_row_sparse(&self) -> bool {
+        true
+    }
     fn hyper_json(&self) -> Map<String, Value> {
         obj(vec![
             ("lamda1", self.lamda1.into()),

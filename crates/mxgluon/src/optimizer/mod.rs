@@ -54,6 +54,7 @@ mod layerwise;
 pub mod lr_scheduler;
 mod registry;
 mod sgd;
+mod sparse;
 
 pub use adam::{Adam, AdamW, Adamax, Nadam};
 pub use adaptive::{AdaDelta, AdaGrad, Ftrl, RmsProp};
@@ -66,6 +67,7 @@ pub use registry::{
     config_json, create, create_from_json, registered, OptimizerOptions, OptionValue,
 };
 pub use sgd::{Nag, Sgd, Signum};
+pub use sparse::update_row_sparse;
 
 /// The options every optimizer shares (MXNet's `Optimizer.__init__`).
 #[derive(Debug, Clone)]
@@ -246,6 +248,16 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     /// whole-array norms).
     fn elementwise(&self) -> bool {
         true
+    }
+    /// Whether a row-sparse gradient updates only the rows it stores (MXNet's lazy update:
+    /// weight decay, momentum and moments of the other rows stay as they are), applying this
+    /// optimizer's elementwise kernel row by row; see
+    /// [`update_row_sparse`](crate::optimizer::update_row_sparse). False (the default) makes
+    /// a row-sparse gradient update every row, as the dense gradient with zeros elsewhere.
+    /// SGD and Adam return their `lazy_update` option, AdaGrad and FTRL true (MXNet's sparse
+    /// kernels for them are lazy).
+    fn lazy_row_sparse(&self) -> bool {
+        false
     }
     /// One float32 update step.
     ///

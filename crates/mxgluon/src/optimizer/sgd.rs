@@ -178,6 +178,9 @@ impl Optimizer for Sgd {
         }
     }
     impl_steps!();
+    fn lazy_row_sparse(&self) -> bool {
+        self.lazy_update
+    }
     fn hyper_json(&self) -> Map<String, Value> {
         obj(vec![
             ("momentum", self.momentum.into()),

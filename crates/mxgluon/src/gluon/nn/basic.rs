@@ -271,6 +271,7 @@ pub struct Embedding {
     input_dim: usize,
     output_dim: usize,
     dtype: DType,
+    sparse_grad: bool,
     weight: Parameter,
 }
 
@@ -279,6 +280,7 @@ pub struct EmbeddingBuilder {
     input_dim: usize,
     output_dim: usize,
     dtype: DType,
+    sparse_grad: bool,
     weight_initializer: Option<InitSpec>,
     prefix: Option<String>,
     params: Option<ParameterDict>,
@@ -293,6 +295,13 @@ impl EmbeddingBuilder {
     /// The weight's initializer (default: the one given to `initialize`).
     pub fn weight_initializer(mut self, init: impl Into<InitSpec>) -> Self {
         self.weight_initializer = Some(init.into());
+        self
+    }
+    /// Gluon's `sparse_grad`: the weight's gradient is row-sparse (`grad_stype`
+    /// `row_sparse`) and holds only the rows a batch touches, so backward and a lazy
+    /// optimizer step cost O(batch) instead of O(table) (default false).
+    pub fn sparse_grad(mut self, sparse_grad: bool) -> Self {
+        self.sparse_grad = sparse_grad;
         self
     }
     /// An explicit prefix.
@@ -321,12 +330,16 @@ impl EmbeddingBuilder {
         if let Some(i) = self.weight_initializer {
             spec = spec.init(i);
         }
+        if self.sparse_grad {
+            spec = spec.grad_stype(crate::dtype::StorageType::RowSparse);
+        }
         let weight = base.get_param("weight", spec)?;
         Ok(Embedding {
             base,
             input_dim: self.input_dim,
             output_dim: self.output_dim,
             dtype: self.dtype,
+            sparse_grad: self.sparse_grad,
             weight,
         })
     }
@@ -339,6 +352,7 @@ impl Embedding {
             input_dim,
             output_dim,
             dtype: DType::Float32,
+            sparse_grad: false,
             weight_initializer: None,
             prefix: None,
             params: None,
@@ -357,7 +371,7 @@ impl Block for Embedding {
     }
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         let w = self.weight.data(x.context())?;
-        nd::embedding(x, &w)
+        nd::embedding_ex(x, &w, self.sparse_grad)
     }
     fn describe(&self) -> String {
         format!(

@@ -15,6 +15,7 @@ pub(crate) mod nn_ops;
 mod pool;
 mod reduce;
 pub(crate) mod shape_ops;
+mod sparse_ops;
 mod transpose;
 
 pub use conv::{convolution, ConvOptions};
@@ -27,11 +28,12 @@ pub use linalg::{
 };
 pub use nn::{ActType, LeakyAct};
 pub use nn_ops::{
-    activation, batch_norm, broadcast_to, concat, dropout, dropout_axes, embedding, flatten,
-    layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax, softmax_with_temperature, take,
-    transpose, BatchNormOptions,
+    activation, batch_norm, broadcast_to, concat, dropout, dropout_axes, embedding, embedding_ex,
+    flatten, layer_norm, leaky_relu, log_softmax, pick, slice_axis, softmax,
+    softmax_with_temperature, take, transpose, BatchNormOptions,
 };
 pub use pool::{pooling, PoolOptions, PoolType, PoolingConvention};
+pub use sparse_ops::{sparse_dot, sparse_dot_rsp};
 
 use crate::error::{Error, Result};
 use crate::nd::NDArray;

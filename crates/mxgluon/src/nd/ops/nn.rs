@@ -1214,6 +1214,24 @@ pub(crate) fn embedding_bwd(data: &NDArray, dy: &NDArray, input_dim: usize) -> R
     super::shape_ops::take_bwd_impl(OP, data, dy, &[input_dim, od], 0)
 }
 
+/// The table rows an `Embedding` over `data` reads, in `data`'s order: each index truncated
+/// toward zero and clipped into `[0, input_dim - 1]`, as [`embedding_fwd`] does (NaN → 0).
+/// The sparse-gradient backward pairs them with the rows of the output gradient.
+pub(crate) fn embedding_row_ids(data: &NDArray, input_dim: usize) -> Result<Vec<i64>> {
+    if input_dim == 0 {
+        return Err(Error::invalid_arg(
+            "Embedding backward",
+            "the weight has no rows (input_dim 0)",
+        ));
+    }
+    let hi = (input_dim - 1) as i64;
+    Ok(data
+        .to_f64_vec()
+        .into_iter()
+        .map(|v| (v as i64).clamp(0, hi)) // `as` truncates toward zero and maps NaN to 0
+        .collect())
+}
+
 // ============================================================================ BatchNorm
 
 /// What [`batch_norm_fwd`] returns: the output and the statistics it normalised with.

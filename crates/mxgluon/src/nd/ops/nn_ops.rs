@@ -10,7 +10,7 @@ use super::shape_ops;
 use crate::autograd::{is_training, record_op, tracked, Grad};
 use crate::dtype::Scalar;
 use crate::error::{Error, Result};
-use crate::nd::NDArray;
+use crate::nd::{NDArray, RowSparseNDArray};
 
 /// Applies an activation function elementwise (MXNet's `Activation`).
 ///
@@ -142,12 +142,46 @@ pub fn dropout_axes(x: &NDArray, p: f64, axes: &[usize]) -> Result<NDArray> {
 /// `Embedding`); the result has shape `data.shape + (output_dim,)`. Indices are clipped into
 /// `[0, input_dim − 1]`. The gradient goes to `weight` only (dense, duplicates summed).
 pub fn embedding(data: &NDArray, weight: &NDArray) -> Result<NDArray> {
+    embedding_ex(data, weight, false)
+}
+
+/// [`embedding`] with MXNet's `sparse_grad` option: when `sparse_grad`, the gradient of
+/// `weight` is row-sparse and holds only the rows `data` touches (clipped indices, duplicates
+/// summed), so a backward pass costs O(batch × output_dim) whatever the table's size. A
+/// row-sparse gradient reaching a variable with a dense buffer is added into it (same values
+/// as the dense gradient).
+///
+/// ```
+/// use mxgluon::{autograd, nd, Context, GradReq, StorageType};
+/// let mut w = nd::zeros(&[1000, 4], Context::cpu(0))?;
+/// w.attach_grad_with(GradReq::Write, StorageType::RowSparse)?;
+/// let ids = nd::array(&[7.0f32, 2.0, 7.0], &[3], None)?;
+/// let y = { let _r = autograd::record(); nd::embedding_ex(&ids, &w, true)? };
+/// y.backward()?;
+/// let Some(nd::Array::RowSparse(g)) = w.grad_array() else { panic!("row_sparse") };
+/// assert_eq!(g.indices_vec(), vec![2, 7]);                 // 2 of 1000 rows stored
+/// assert_eq!(g.values().to_vec::<f32>()?, vec![1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn embedding_ex(data: &NDArray, weight: &NDArray, sparse_grad: bool) -> Result<NDArray> {
     let y = nn::embedding_fwd(data, weight)?;
     if !tracked(&[weight]) {
         return Ok(y);
     }
     let dd = data.detach();
     let input_dim = weight.shape()[0];
+    if sparse_grad {
+        let wshape = weight.shape().to_vec();
+        return Ok(record_op("Embedding", &[data, weight], y, move |dy, _| {
+            let ids = nn::embedding_row_ids(&dd, input_dim)?;
+            let od = wshape[1];
+            let values = dy.reshape(&[ids.len(), od])?;
+            Ok(smallvec![
+                Grad::None,
+                Grad::RowSparse(RowSparseNDArray::from_row_ids(&ids, &values, &wshape)?)
+            ])
+        }));
+    }
     Ok(record_op("Embedding", &[data, weight], y, move |dy, _| {
         Ok(smallvec![
             Grad::None,
