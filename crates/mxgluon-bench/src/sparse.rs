@@ -7,8 +7,8 @@
 //!   must beat by 1000×).
 //!
 //! `--quick` uses a 1,000,000-row table. Besides the time per step, the peak resident memory
-//! reached during the steps, over the memory held once the table exists, is printed to stderr
-//! as a percentage of the table's size (Linux: `VmHWM` after resetting it through
+//! reached during the steps, over the memory held once the table exists, is reported as the
+//! figure `<workload>_peak_mem`, a percentage of the table's size (Linux: `VmHWM` after resetting it through
 //! `/proc/self/clear_refs`).
 
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ use mxgluon::gluon::{Block, Trainer, TrainerOptions};
 use mxgluon::optimizer::OptimizerOptions;
 use mxgluon::{autograd, init, Context, NDArray, Result};
 
-use super::{check, Harness, Kind, QUICK};
+use super::{check, Figure, Harness, Kind, QUICK};
 
 const WIDTH: usize = 64;
 const BATCH: usize = 1000;
@@ -124,13 +124,22 @@ fn bench_one(h: &Harness, workload: &str, rows: usize, sparse: bool, opt: &str) 
     h.report_time(workload, "ours", &t, "ms", 1e3, &mode);
     if let (Some((rss0, _)), Some((_, peak))) = (base, after) {
         let growth = peak.saturating_sub(rss0) as f64 / table_bytes as f64 * 100.0;
-        eprintln!(
-            "{workload}: peak RSS during the steps {:.1} MiB above the {:.1} MiB resident once \
-             the table existed = {growth:.2}% of the table ({:.1} MiB)",
-            peak.saturating_sub(rss0) as f64 / 1048576.0,
-            rss0 as f64 / 1048576.0,
-            table_bytes as f64 / 1048576.0
+        let mem_mode = format!(
+            "peak RSS during the steps minus the RSS once the {:.1} MiB table existed, as % of \
+             the table ({:.1} MiB above)",
+            table_bytes as f64 / 1048576.0,
+            peak.saturating_sub(rss0) as f64 / 1048576.0
         );
+        h.emit(Figure {
+            workload: &format!("{workload}_peak_mem"),
+            imp: "ours",
+            value: growth,
+            range: (growth, growth),
+            unit: "% of table",
+            higher_is_better: false,
+            calls: t.calls,
+            mode: &mem_mode,
+        });
     }
     Ok(())
 }
