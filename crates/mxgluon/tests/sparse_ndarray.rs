@@ -99,7 +99,7 @@ proptest! {
         let a = rsp(&a_ids, &a_v, 9, 2);
         let da = dense_ref(&a_ids, &a_v, 9, 2);
         let rows = NDArray::from_vec(want.clone(), &[want.len()], cpu()).unwrap();
-        let mut keep = vec![false; 9];
+        let mut keep = [false; 9];
         for &r in &want { keep[r as usize] = true; }
         let masked: Vec<f64> = da.iter().enumerate().map(|(i, &x)| if keep[i / 2] { x } else { 0.0 }).collect();
         let table = NDArray::from_vec(da.clone(), &[9, 2], cpu()).unwrap();
