@@ -538,9 +538,6 @@ impl Optimizer for Ftrl {
         vec!["z", "n"]
     }
     impl_steps!();
-    fn lazy_row_sparse(&self) -> bool {
-        true
-    }
     fn hyper_json(&self) -> Map<String, Value> {
         obj(vec![
             ("lamda1", self.lamda1.into()),

@@ -254,8 +254,10 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     /// optimizer's elementwise kernel row by row; see
     /// [`update_row_sparse`](crate::optimizer::update_row_sparse). False (the default) makes
     /// a row-sparse gradient update every row, as the dense gradient with zeros elsewhere.
-    /// SGD and Adam return their `lazy_update` option, AdaGrad and FTRL true (MXNet's sparse
-    /// kernels for them are lazy).
+    /// SGD and Adam return their `lazy_update` option, AdaGrad true (MXNet's sparse AdaGrad
+    /// kernel is lazy). FTRL keeps false: MXNet 1.9.1's lazy `ftrl_update` needs a
+    /// row_sparse weight and states, and with a dense weight it falls back to the dense update
+    /// (checked live), which is what a dense table with a row-sparse gradient gets here.
     fn lazy_row_sparse(&self) -> bool {
         false
     }
