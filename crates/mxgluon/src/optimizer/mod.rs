@@ -252,7 +252,7 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     /// Whether a row-sparse gradient updates only the rows it stores (MXNet's lazy update:
     /// weight decay, momentum and moments of the other rows stay as they are), applying this
     /// optimizer's elementwise kernel row by row; see
-    /// [`update_row_sparse`](crate::optimizer::update_row_sparse). False (the default) makes
+    /// [`update_row_sparse`]. False (the default) makes
     /// a row-sparse gradient update every row, as the dense gradient with zeros elsewhere.
     /// SGD and Adam return their `lazy_update` option, AdaGrad true (MXNet's sparse AdaGrad
     /// kernel is lazy). FTRL keeps false: MXNet 1.9.1's lazy `ftrl_update` needs a

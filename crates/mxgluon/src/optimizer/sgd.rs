@@ -94,8 +94,9 @@ fn sgd_update<T: Real>(w: &mut [T], g: &[T], lr: T, wd: T, rescale: T, clip_boun
 ///
 /// Defaults (MXNet 1.9.1): `learning_rate` 0.01, `momentum` 0, `lazy_update` true. The state
 /// slot `momentum` exists when `momentum != 0` (a negative momentum creates it but, as in
-/// MXNet, updates without it). `lazy_update` only matters for row-sparse gradients (a later
-/// issue); it is stored and reported.
+/// MXNet, updates without it). `lazy_update` only matters for row-sparse gradients: when set,
+/// [`update_row_sparse`](super::update_row_sparse) updates only the gradient's rows (their
+/// weight decay and momentum included); when not, every row gets the standard update.
 ///
 /// ```
 /// use mxgluon::optimizer::{Optimizer, Sgd, StepArgs};
