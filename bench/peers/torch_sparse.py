@@ -36,7 +36,7 @@ def maxrss_bytes():
 def child(workload, quick):
     import torch
 
-    hx = h.Harness("pytorch")
+    hx = h.Harness("torch")
     n = rows(quick)
     base = maxrss_bytes()
     sparse = "sparse" in workload
@@ -70,7 +70,7 @@ def main():
     if "--child" in argv:
         child(argv[argv.index("--child") + 1], quick)
         return
-    hx = h.Harness("pytorch")
+    hx = h.Harness("torch")
     import torch
 
     hx.info(version=torch.__version__, threads=torch.get_num_threads(),

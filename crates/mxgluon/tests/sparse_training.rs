@@ -138,7 +138,11 @@ fn ftrl_on_a_dense_weight_takes_the_standard_update_as_mxnet() {
         assert_close(a, b, 1e-6);
     }
     let init = table(ROWS, 3).to_vec::<f32>().unwrap();
-    assert_ne!(s[0][12 * 3..], init[12 * 3..], "untouched rows kept their value");
+    assert_ne!(
+        s[0][12 * 3..],
+        init[12 * 3..],
+        "untouched rows kept their value"
+    );
 }
 
 #[test]
