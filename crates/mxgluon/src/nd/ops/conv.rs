@@ -74,7 +74,17 @@ pub(crate) trait Real:
         w: &[Self],
         bias: Option<&[Self]>,
         y: &mut [Self],
+        epi: Option<&EpiRef<'_, Self>>,
     ) -> bool;
+}
+
+/// A fused epilogue on raw buffers: `y = relu?(conv·a[m] + b[m] + res)` per output channel
+/// `m` (`a`, `b` have `M` entries; a bias is folded into `b`), `res` laid out like `y`.
+pub(crate) struct EpiRef<'a, T> {
+    a: &'a [T],
+    b: &'a [T],
+    res: Option<&'a [T]>,
+    relu: bool,
 }
 
 macro_rules! impl_real {
@@ -105,14 +115,21 @@ macro_rules! impl_real {
                 w: &[Self],
                 bias: Option<&[Self]>,
                 y: &mut [Self],
+                epi: Option<&EpiRef<'_, Self>>,
             ) -> bool {
                 #[cfg(test)]
                 if FORCE_PORTABLE.with(Cell::get) {
                     return false;
                 }
-                let f: fn(&ConvGeom, &[Self], &[Self], Option<&[Self]>, &mut [Self]) -> bool =
-                    $fast;
-                f(g, x, w, bias, y)
+                let f: fn(
+                    &ConvGeom,
+                    &[Self],
+                    &[Self],
+                    Option<&[Self]>,
+                    &mut [Self],
+                    Option<&EpiRef<'_, Self>>,
+                ) -> bool = $fast;
+                f(g, x, w, bias, y, epi)
             }
         }
     };
@@ -120,8 +137,8 @@ macro_rules! impl_real {
 #[cfg(target_arch = "x86_64")]
 impl_real!(f32, SCRATCH_F32, forward_fast_f32);
 #[cfg(not(target_arch = "x86_64"))]
-impl_real!(f32, SCRATCH_F32, |_, _, _, _, _| false);
-impl_real!(f64, SCRATCH_F64, |_, _, _, _, _| false);
+impl_real!(f32, SCRATCH_F32, |_, _, _, _, _, _| false);
+impl_real!(f64, SCRATCH_F64, |_, _, _, _, _, _| false);
 
 #[cfg(test)]
 thread_local! {
@@ -770,10 +787,61 @@ unsafe fn forward_block<T: Real>(
 }
 
 /// The forward pass on raw buffers: `y` is `(N, M, P)`.
-fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
-    if T::forward_fast(g, x, w, bias, y) {
+fn forward<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    epi: Option<&EpiRef<'_, T>>,
+) {
+    if T::forward_fast(g, x, w, bias, y, epi) {
         return;
     }
+    match epi {
+        None => forward_portable(g, x, w, bias, y),
+        Some(e) => {
+            // The bias is folded into the epilogue's offsets.
+            forward_portable(g, x, w, None, y);
+            apply_epilogue(g, e, y);
+        }
+    }
+}
+
+/// Applies a fused epilogue to a finished `(N, M, P)` output (the portable path's fusion is
+/// a second pass).
+fn apply_epilogue<T: Real>(g: &ConvGeom, e: &EpiRef<'_, T>, y: &mut [T]) {
+    let p = g.pout();
+    if p == 0 {
+        return;
+    }
+    let row = |(r, yr): (usize, &mut [T])| {
+        let m = r % g.m;
+        let (a, b) = (e.a[m], e.b[m]);
+        match e.res {
+            Some(res) => {
+                for (v, &s) in yr.iter_mut().zip(&res[r * p..(r + 1) * p]) {
+                    *v = *v * a + b + s;
+                }
+            }
+            None => yr.iter_mut().for_each(|v| *v = *v * a + b),
+        }
+        if e.relu {
+            yr.iter_mut().for_each(|v| {
+                // NaN becomes 0, as the AVX-512 path's max does.
+                *v = if *v > T::ZERO { *v } else { T::ZERO };
+            });
+        }
+    };
+    if y.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(p).enumerate().for_each(row);
+    } else {
+        y.chunks_mut(p).enumerate().for_each(row);
+    }
+}
+
+/// The im2col + GEMM forward pass.
+fn forward_portable<T: Real>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
     let (p, kg, mg, cg, pin) = (g.pout(), g.kg(), g.mg(), g.cg(), g.pin());
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && g.flop() >= CONV_PAR_MIN_FLOP;
@@ -917,12 +985,14 @@ mod simd {
     /// The micro-kernel: for `i < MR` and the `16·NV` virtual positions `j`,
     /// `acc[i][j] = (accumulate ? C : bias[i] or 0) + Σ_{k<kc} A[i][k]·B[k][j]` with
     /// `A[i][k] = a[i·lda + k]` and `B[k][j] = b[offs[k] + j]` (the last vector's lanes
-    /// limited to `bmask`), then stored (and, when accumulating, first loaded) through `segs`.
+    /// limited to `bmask`), then passed through the epilogue `epi` when given and stored (and,
+    /// when accumulating, first loaded) through `segs`.
     ///
     /// # Safety
     /// AVX-512F must be available, `offs` must hold `kc` entries, every element read by an
-    /// unmasked lane must be inside its allocation, and the segments must address elements
-    /// of `c`'s allocation that the caller owns.
+    /// unmasked lane must be inside its allocation, the segments must address elements
+    /// of `c`'s allocation that the caller owns, and an epilogue's `a` / `b` must hold `MR`
+    /// entries and its residual (when not null) the segments' elements.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(
@@ -933,6 +1003,7 @@ mod simd {
         segs: &[Seg],
         accumulate: bool,
         bias: *const f32,
+        epi: Option<&Epi>,
     ) {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (all unsafe blocks): the addresses are valid by the caller's contract;
@@ -970,6 +1041,35 @@ mod simd {
                 }
             }
         }
+        if let Some(e) = epi {
+            // The fused epilogue: y = relu?(acc·a + b + residual), per row i.
+            for (i, row) in acc.iter_mut().enumerate() {
+                let (av, bv) =
+                    unsafe { (_mm512_set1_ps(*e.a.add(i)), _mm512_set1_ps(*e.b.add(i))) };
+                for v in row.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, av, bv);
+                }
+            }
+            if !e.res.is_null() {
+                for j in 0..NV {
+                    for sg in segs.iter().filter(|sg| sg.j == j) {
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let p = e.res.wrapping_offset((i * ldc) as isize + sg.off);
+                            let r = unsafe { _mm512_maskz_loadu_ps(sg.mask, p) };
+                            row[j] = _mm512_add_ps(row[j], r);
+                        }
+                    }
+                }
+            }
+            if e.relu {
+                let z = _mm512_setzero_ps();
+                for row in acc.iter_mut() {
+                    for v in row.iter_mut() {
+                        *v = _mm512_max_ps(*v, z);
+                    }
+                }
+            }
+        }
         for j in 0..NV {
             for sg in segs.iter().filter(|sg| sg.j == j) {
                 for (i, row) in acc.iter().enumerate() {
@@ -978,6 +1078,17 @@ mod simd {
                 }
             }
         }
+    }
+
+    /// The epilogue applied before the last store: per-row multiplier `a[i]` and offset
+    /// `b[i]`, an optional residual laid out like `c` (same `ldc` and segment offsets), and an
+    /// optional ReLU.
+    #[derive(Clone, Copy)]
+    pub(super) struct Epi {
+        pub a: *const f32,
+        pub b: *const f32,
+        pub res: *const f32,
+        pub relu: bool,
     }
 }
 
@@ -1004,6 +1115,7 @@ unsafe fn micro(
     c: (*mut f32, usize),
     accumulate: bool,
     bias: *const f32,
+    epi: Option<&simd::Epi>,
 ) {
     let nv = blk.width.div_ceil(16);
     let tail = blk.width - 16 * (nv - 1);
@@ -1019,9 +1131,9 @@ unsafe fn micro(
         ($($m:literal)*) => {
             match (mr, nv) {
                 $(
-                    ($m, 1) => unsafe { simd::kernel::<$m, 1>(kc, a, b, c, segs, accumulate, bias) },
-                    ($m, 2) => unsafe { simd::kernel::<$m, 2>(kc, a, b, c, segs, accumulate, bias) },
-                    ($m, 3) => unsafe { simd::kernel::<$m, 3>(kc, a, b, c, segs, accumulate, bias) },
+                    ($m, 1) => unsafe { simd::kernel::<$m, 1>(kc, a, b, c, segs, accumulate, bias, epi) },
+                    ($m, 2) => unsafe { simd::kernel::<$m, 2>(kc, a, b, c, segs, accumulate, bias, epi) },
+                    ($m, 3) => unsafe { simd::kernel::<$m, 3>(kc, a, b, c, segs, accumulate, bias, epi) },
                 )*
                 _ => unreachable!("blocks are at most MR × NR"),
             }
@@ -1037,6 +1149,7 @@ struct Fast<'a> {
     x: &'a [f32],
     w: &'a [f32],
     bias: Option<&'a [f32]>,
+    epi: Option<&'a EpiRef<'a, f32>>,
     y: SendPtr<f32>,
     /// 1×1, stride 1, no padding: the input is read as it is (no phase planes).
     pointwise: bool,
@@ -1059,6 +1172,7 @@ impl Fast<'_> {
         x: &'a [f32],
         w: &'a [f32],
         bias: Option<&'a [f32]>,
+        epi: Option<&'a EpiRef<'a, f32>>,
         y: &mut [f32],
     ) -> Fast<'a> {
         let pointwise = g.pointwise();
@@ -1107,6 +1221,7 @@ impl Fast<'_> {
             x,
             w,
             bias,
+            epi,
             y: SendPtr::new(y),
             pointwise,
             vdims,
@@ -1256,13 +1371,29 @@ impl Fast<'_> {
         assert!(end + max_off <= planes.len() && m1 <= mg && self.offs.len() == kg);
         let row0 = n * g.m + grp * mg;
         assert!((row0 + m1) * p <= self.y.1);
+        if let Some(e) = self.epi {
+            assert!(
+                e.a.len() >= g.m && e.b.len() >= g.m && e.res.is_none_or(|r| r.len() == self.y.1)
+            );
+        }
         for kb in (0..kg).step_by(KC) {
             let kc = KC.min(kg - kb);
             for m in (m0..m1).step_by(MR) {
                 let mr = MR.min(m1 - m);
+                let c0 = grp * mg + m;
+                // The epilogue runs on the last reduction block (the bias is folded into it).
+                let epi = self.epi.filter(|_| kb + kc == kg).map(|e| simd::Epi {
+                    a: e.a[c0..].as_ptr(),
+                    b: e.b[c0..].as_ptr(),
+                    res: e.res.map_or(std::ptr::null(), |r| {
+                        // SAFETY: row row0+m of the residual is in bounds (same layout as y).
+                        unsafe { r.as_ptr().add((row0 + m) * p) }
+                    }),
+                    relu: e.relu,
+                });
                 for blk in &blocks {
                     let bias = match self.bias {
-                        Some(bs) if kb == 0 => bs[grp * mg + m..].as_ptr(),
+                        Some(bs) if kb == 0 && self.epi.is_none() => bs[c0..].as_ptr(),
                         _ => std::ptr::null(),
                     };
                     // SAFETY: reads are inside `planes` (asserted); weight rows grp·mg+m..
@@ -1278,6 +1409,7 @@ impl Fast<'_> {
                             (self.y.0.add((row0 + m) * p), p),
                             kb > 0,
                             bias,
+                            epi.as_ref(),
                         )
                     };
                 }
@@ -1295,6 +1427,7 @@ fn forward_fast_f32(
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
+    epi: Option<&EpiRef<'_, f32>>,
 ) -> bool {
     if !std::arch::is_x86_feature_detected!("avx512f") || g.kg() == 0 {
         return false;
@@ -1304,7 +1437,7 @@ fn forward_fast_f32(
     if p == 0 || units == 0 {
         return true;
     }
-    let f = Fast::new(g, x, w, bias, y);
+    let f = Fast::new(g, x, w, bias, epi, y);
     let items = f.items();
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && g.flop() >= CONV_PAR_MIN_FLOP;
@@ -1562,7 +1695,9 @@ fn convolution_untracked(
     let y = NDArray::for_overwrite(&oshape, data.dtype(), data.context())?;
     dispatch_real!(data.dtype(), T => {
         data.read_slice::<T, _>(|xs| w.read_slice::<T, _>(|ws| {
-            let run = |bs: Option<&[T]>| y.write_slice::<T, _>(|ys| forward(&geo, xs, ws, bs, ys));
+            let run = |bs: Option<&[T]>| {
+                y.write_slice::<T, _>(|ys| forward(&geo, xs, ws, bs, ys, None))
+            };
             match &b {
                 Some(b) => b.read_slice::<T, _>(|bs| run(Some(bs))),
                 None => run(None),
@@ -1692,6 +1827,234 @@ pub fn convolution(
         g.truncate(if with_bias { 3 } else { 2 });
         Ok(g)
     }))
+}
+
+/// What [`convolution_fused`] applies to the convolution's output tiles while they are in
+/// cache: `y = relu?((conv(x) + bias) · scale + shift + residual)`, with `scale` and `shift`
+/// per output channel (shape `(num_filter,)`) and `residual` shaped like the output. Every
+/// part is optional; an empty epilogue gives the plain convolution.
+///
+/// An inference-mode `BatchNorm` after the convolution folds into `scale` and `shift`
+/// ([`ConvEpilogue::batch_norm`]).
+///
+/// ```
+/// use mxgluon::nd::{self, ConvEpilogue};
+/// let e = ConvEpilogue::new().shift(nd::full(&[4], 0.5, None)?).relu(true);
+/// assert!(e.relu && e.scale.is_none() && e.shift.is_some());
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ConvEpilogue {
+    /// Per-output-channel multiplier (`(num_filter,)`), or 1.
+    pub scale: Option<NDArray>,
+    /// Per-output-channel offset (`(num_filter,)`), or 0.
+    pub shift: Option<NDArray>,
+    /// An array shaped like the output, added after the scale and shift (a residual branch).
+    pub residual: Option<NDArray>,
+    /// Whether a ReLU ends the epilogue.
+    pub relu: bool,
+}
+
+impl std::fmt::Debug for ConvEpilogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shape = |a: &Option<NDArray>| a.as_ref().map(|a| a.shape().to_vec());
+        f.debug_struct("ConvEpilogue")
+            .field("scale", &shape(&self.scale))
+            .field("shift", &shape(&self.shift))
+            .field("residual", &shape(&self.residual))
+            .field("relu", &self.relu)
+            .finish()
+    }
+}
+
+impl ConvEpilogue {
+    /// The empty epilogue (identity).
+    pub fn new() -> ConvEpilogue {
+        ConvEpilogue::default()
+    }
+
+    /// Sets the per-channel multiplier.
+    pub fn scale(mut self, scale: NDArray) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+
+    /// Sets the per-channel offset.
+    pub fn shift(mut self, shift: NDArray) -> Self {
+        self.shift = Some(shift);
+        self
+    }
+
+    /// Sets the residual added before the ReLU.
+    pub fn residual(mut self, residual: NDArray) -> Self {
+        self.residual = Some(residual);
+        self
+    }
+
+    /// Sets whether a ReLU ends the epilogue.
+    pub fn relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
+    }
+
+    /// The scale and shift of an inference-mode batch normalization (MXNet's `BatchNorm` with
+    /// `use_global_stats` / outside training): `scale = gamma / sqrt(var + eps)`,
+    /// `shift = beta − mean · scale`, with `gamma` taken as 1 when `fix_gamma` is set (MXNet's
+    /// default). All four arrays have shape `(channels,)` and one float dtype.
+    ///
+    /// ```
+    /// use mxgluon::nd::{self, ConvEpilogue};
+    /// let c = |v: f64| nd::full(&[2], v, None);
+    /// let e = ConvEpilogue::batch_norm(&c(2.0)?, &c(1.0)?, &c(0.5)?, &c(3.0)?, 1.0, false)?;
+    /// assert_eq!(e.scale.unwrap().to_vec::<f32>()?, vec![1.0, 1.0]); // 2 / sqrt(4)
+    /// assert_eq!(e.shift.unwrap().to_vec::<f32>()?, vec![0.5, 0.5]); // 1 − 0.5·1
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn batch_norm(
+        gamma: &NDArray,
+        beta: &NDArray,
+        mean: &NDArray,
+        var: &NDArray,
+        eps: f64,
+        fix_gamma: bool,
+    ) -> Result<ConvEpilogue> {
+        const BN: &str = "ConvEpilogue::batch_norm";
+        let shape = gamma.shape();
+        for a in [beta, mean, var] {
+            check_pair(BN, gamma, a)?;
+            if a.shape() != shape {
+                return Err(Error::ShapeMismatch {
+                    op: BN,
+                    lhs: shape.to_vec(),
+                    rhs: a.shape().to_vec(),
+                    detail: "gamma, beta, moving mean and moving variance must have one shape"
+                        .into(),
+                });
+            }
+        }
+        if shape.len() != 1 || !matches!(gamma.dtype(), DType::Float32 | DType::Float64) {
+            return Err(Error::invalid_arg(
+                BN,
+                format!(
+                    "expected 1-D float32 or float64 arrays, got shape {} and dtype {:?}",
+                    fmt_shape(shape),
+                    gamma.dtype()
+                ),
+            ));
+        }
+        let f64s = |a: &NDArray| a.astype(DType::Float64)?.to_vec::<f64>();
+        let (g, b, m, v) = (f64s(gamma)?, f64s(beta)?, f64s(mean)?, f64s(var)?);
+        let scale: Vec<f64> = (0..g.len())
+            .map(|i| if fix_gamma { 1.0 } else { g[i] } / (v[i] + eps).sqrt())
+            .collect();
+        let shift: Vec<f64> = (0..g.len()).map(|i| b[i] - m[i] * scale[i]).collect();
+        let ctx = gamma.context();
+        Ok(ConvEpilogue::new()
+            .scale(NDArray::from_vec(scale, shape, ctx)?.astype(gamma.dtype())?)
+            .shift(NDArray::from_vec(shift, shape, ctx)?.astype(gamma.dtype())?))
+    }
+}
+
+/// Inference convolution with a fused epilogue: `relu?((convolution(data, weight, bias) ·
+/// scale + shift) + residual)` computed in one pass, the epilogue applied to each output
+/// tile while it is in cache (on the float32 AVX-512 path; elsewhere as a second pass over
+/// the output). This is the inference path (a `Conv → BatchNorm → [+ residual] → ReLU`
+/// chain in one call): it is **not recorded** for autograd and returns
+/// [`Error::InvalidArgument`] when autograd is recording and any operand is tracked; use
+/// [`convolution`] and the separate operators to train.
+///
+/// The checks on `data`, `weight`, `bias` and `opts` are [`convolution`]'s; `scale` and
+/// `shift` must have shape `(num_filter,)` and `residual` the output's shape, all in the
+/// data's dtype and context.
+///
+/// ```
+/// use mxgluon::nd::{self, ConvEpilogue, ConvOptions};
+/// let x = nd::ones(&[1, 1, 4, 4], None)?;
+/// let w = nd::ones(&[1, 1, 3, 3], None)?;
+/// let opts = ConvOptions::new(&[3, 3], 1).pad(&[1, 1]).no_bias(true);
+/// // (conv · 0.5 − 2.5), then ReLU: corners 4·0.5 − 2.5 < 0 → 0, edges 6·0.5 − 2.5 = 0.5.
+/// let epi = ConvEpilogue::new()
+///     .scale(nd::full(&[1], 0.5, None)?)
+///     .shift(nd::full(&[1], -2.5, None)?)
+///     .relu(true);
+/// let y = nd::convolution_fused(&x, &w, None, &opts, &epi)?;
+/// assert_eq!(&y.to_vec::<f32>()?[..4], &[0.0, 0.5, 0.5, 0.0]);
+/// # Ok::<(), mxgluon::Error>(())
+/// ```
+pub fn convolution_fused(
+    data: &NDArray,
+    weight: &NDArray,
+    bias: Option<&NDArray>,
+    opts: &ConvOptions,
+    epi: &ConvEpilogue,
+) -> Result<NDArray> {
+    const FOP: &str = "convolution_fused";
+    let (geo, oshape) = resolve(data, weight, bias, opts)?;
+    let mut operands: SmallVec<[&NDArray; 6]> = smallvec![data, weight];
+    operands.extend(bias);
+    operands.extend(epi.scale.as_ref());
+    operands.extend(epi.shift.as_ref());
+    operands.extend(epi.residual.as_ref());
+    if tracked(&operands) {
+        return Err(Error::invalid_arg(
+            FOP,
+            "the fused convolution is an inference path and is not recorded; an operand is \
+             tracked while autograd is recording (use convolution and the separate operators, \
+             or pause recording)",
+        ));
+    }
+    for (what, a, shape) in [
+        ("scale", &epi.scale, &[opts.num_filter][..]),
+        ("shift", &epi.shift, &[opts.num_filter][..]),
+        ("residual", &epi.residual, &oshape[..]),
+    ] {
+        let Some(a) = a else { continue };
+        check_pair(FOP, data, a)?;
+        if a.shape() != shape {
+            return Err(Error::ShapeMismatch {
+                op: FOP,
+                lhs: shape.to_vec(),
+                rhs: a.shape().to_vec(),
+                detail: format!("the epilogue's {what} must have shape {}", fmt_shape(shape)),
+            });
+        }
+    }
+    let w = unshared(weight, &[data])?;
+    let res = epi
+        .residual
+        .as_ref()
+        .map(|r| unshared(r, &[data, &w]))
+        .transpose()?;
+    let y = NDArray::for_overwrite(&oshape, data.dtype(), data.context())?;
+    dispatch_real!(data.dtype(), T => {
+        // Per-channel multiplier and offset with the bias folded in (tiny: num_filter each).
+        let m = geo.m;
+        let scale: Vec<T> = match &epi.scale {
+            Some(s) => s.to_vec::<T>()?,
+            None => vec![T::ONE; m],
+        };
+        let mut off: Vec<T> = match &epi.shift {
+            Some(s) => s.to_vec::<T>()?,
+            None => vec![T::ZERO; m],
+        };
+        if let Some(b) = bias {
+            let b = b.to_vec::<T>()?;
+            for i in 0..m {
+                off[i] += b[i] * scale[i];
+            }
+        }
+        data.read_slice::<T, _>(|xs| w.read_slice::<T, _>(|ws| {
+            let run = |rs: Option<&[T]>| {
+                let e = EpiRef { a: &scale, b: &off, res: rs, relu: epi.relu };
+                y.write_slice::<T, _>(|ys| forward(&geo, xs, ws, None, ys, Some(&e)))
+            };
+            match &res {
+                Some(r) => r.read_slice::<T, _>(|rs| run(Some(rs))),
+                None => run(None),
+            }
+        }))
+    });
+    Ok(y)
 }
 
 #[cfg(test)]
@@ -1828,7 +2191,7 @@ mod tests {
             }
         };
         let mut y = vec![f64::NAN; ylen];
-        forward(&g, &xs, &ws, Some(&bs), &mut y);
+        forward(&g, &xs, &ws, Some(&bs), &mut y, None);
         close("y", &y, &y_ref, 1e-12);
         let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
         let y_nb: Vec<f64> = y_ref
@@ -1840,11 +2203,11 @@ mod tests {
         for portable in [false, true] {
             FORCE_PORTABLE.with(|c| c.set(portable));
             let mut y32 = vec![f32::NAN; ylen];
-            forward(&g, &x32, &w32, Some(&b32), &mut y32);
+            forward(&g, &x32, &w32, Some(&b32), &mut y32, None);
             let y32: Vec<f64> = y32.iter().map(|&v| v as f64).collect();
             close(&format!("y f32 portable={portable}"), &y32, &y_ref, 1e-4);
             let mut y32 = vec![f32::NAN; ylen];
-            forward(&g, &x32, &w32, None, &mut y32);
+            forward(&g, &x32, &w32, None, &mut y32, None);
             let y32: Vec<f64> = y32.iter().map(|&v| v as f64).collect();
             close(
                 &format!("y f32 no bias portable={portable}"),
@@ -1854,6 +2217,7 @@ mod tests {
             );
         }
         FORCE_PORTABLE.with(|c| c.set(false));
+        check_epilogues(&g, (&xs, &ws, &bs), &y_ref, &close);
         let (mut dx, mut dw, mut db) = (vec![0.0; xs.len()], vec![7.0; ws.len()], vec![7.0; g.m]);
         backward(
             &g,
@@ -1883,6 +2247,179 @@ mod tests {
         );
         let twice: Vec<f64> = dw_ref.iter().map(|v| 2.0 * v).collect();
         close("dw twice", &dw, &twice, 1e-12);
+    }
+
+    type Close<'a> = dyn Fn(&str, &[f64], &[f64], f64) + 'a;
+
+    /// The fused epilogues (every combination of scale + shift, residual and ReLU) against the
+    /// f64 reference `y_ref` (convolution plus bias), on the f64, f32 fast and f32 portable
+    /// paths.
+    fn check_epilogues(
+        g: &ConvGeom,
+        (xs, ws, bs): (&[f64], &[f64], &[f64]),
+        y_ref: &[f64],
+        close: &Close<'_>,
+    ) {
+        let (sc, sh, rs) = (rand_vec(g.m, 5), rand_vec(g.m, 6), rand_vec(y_ref.len(), 7));
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let (x32, w32, r32) = (f(xs), f(ws), f(&rs));
+        let p = g.pout();
+        for combo in 0..8 {
+            let (affine, residual, relu) = (combo & 1 != 0, combo & 2 != 0, combo & 4 != 0);
+            let a: Vec<f64> = (0..g.m).map(|m| if affine { sc[m] } else { 1.0 }).collect();
+            let b: Vec<f64> = (0..g.m)
+                .map(|m| bs[m] * a[m] + if affine { sh[m] } else { 0.0 })
+                .collect();
+            let want: Vec<f64> = y_ref
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let m = (i / p) % g.m;
+                    let v = (v - bs[m] + bs[m]) * a[m] + if affine { sh[m] } else { 0.0 };
+                    let v = v + if residual { rs[i] } else { 0.0 };
+                    if relu {
+                        v.max(0.0)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let mut y = vec![f64::NAN; y_ref.len()];
+            let e = EpiRef {
+                a: &a,
+                b: &b,
+                res: residual.then_some(&rs[..]),
+                relu,
+            };
+            forward(g, xs, ws, None, &mut y, Some(&e));
+            close(&format!("fused f64 combo {combo}"), &y, &want, 1e-12);
+            let (a32, b32) = (f(&a), f(&b));
+            let e32 = EpiRef {
+                a: &a32,
+                b: &b32,
+                res: residual.then_some(&r32[..]),
+                relu,
+            };
+            for portable in [false, true] {
+                FORCE_PORTABLE.with(|c| c.set(portable));
+                let mut y32 = vec![f32::NAN; y_ref.len()];
+                forward(g, &x32, &w32, None, &mut y32, Some(&e32));
+                let y32: Vec<f64> = y32.iter().map(|&v| v as f64).collect();
+                close(
+                    &format!("fused f32 combo {combo} portable={portable}"),
+                    &y32,
+                    &want,
+                    1e-4,
+                );
+            }
+            FORCE_PORTABLE.with(|c| c.set(false));
+        }
+    }
+
+    #[test]
+    fn fused_public_api_matches_unfused_ops() -> Result<()> {
+        use crate::nd;
+        let ctx = Context::cpu(0);
+        // An odd shape: 5 input channels, 11 outputs, 9×7 image, stride 2, padding 1.
+        let (n, c, m, h, w) = (2, 5, 11, 9, 7);
+        let opts = ConvOptions::new(&[3, 3], m).stride(&[2, 2]).pad(&[1, 1]);
+        let arr = |len: usize, seed: u64, shape: &[usize]| {
+            NDArray::from_vec(rand_vec(len, seed), shape, ctx)?.astype(DType::Float32)
+        };
+        let x = arr(n * c * h * w, 11, &[n, c, h, w])?;
+        let wt = arr(m * c * 9, 12, &[m, c, 3, 3])?;
+        let b = arr(m, 13, &[m])?;
+        let plain = convolution(&x, &wt, Some(&b), &opts)?;
+        let oshape = plain.shape().to_vec();
+        let plen: usize = oshape.iter().product();
+        let (sc, sh) = (arr(m, 14, &[m])?, arr(m, 15, &[m])?);
+        let res = arr(plen, 16, &oshape)?;
+        let epi = ConvEpilogue::new()
+            .scale(sc.clone())
+            .shift(sh.clone())
+            .residual(res.clone())
+            .relu(true);
+        let y = convolution_fused(&x, &wt, Some(&b), &opts, &epi)?;
+        assert_eq!(y.shape(), &oshape[..]);
+        let bshape = [1, m, 1, 1];
+        let want = nd::activation(
+            &nd::add(
+                &nd::add(
+                    &nd::mul(&plain, &sc.reshape(&bshape)?)?,
+                    &sh.reshape(&bshape)?,
+                )?,
+                &res,
+            )?,
+            nd::ActType::Relu,
+        )?;
+        let (yv, wv) = (y.to_vec::<f32>()?, want.to_vec::<f32>()?);
+        for (a, b) in yv.iter().zip(&wv) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        // An empty epilogue is the plain convolution; the residual may be the data itself.
+        let y0 = convolution_fused(&x, &wt, Some(&b), &opts, &ConvEpilogue::new())?;
+        // (The bias is added after the reduction instead of before: equal up to rounding.)
+        for (a, b) in y0.to_vec::<f32>()?.iter().zip(&plain.to_vec::<f32>()?) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
+        }
+        let same = ConvOptions::new(&[3, 3], c).pad(&[1, 1]).no_bias(true);
+        let wsq = arr(c * c * 9, 17, &[c, c, 3, 3])?;
+        let ya = convolution_fused(
+            &x,
+            &wsq,
+            None,
+            &same,
+            &ConvEpilogue::new().residual(x.clone()),
+        )?;
+        let yb = nd::add(&convolution(&x, &wsq, None, &same)?, &x)?;
+        for (a, b) in ya.to_vec::<f32>()?.iter().zip(&yb.to_vec::<f32>()?) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
+        }
+        // Shape errors name the epilogue part.
+        let bad = ConvEpilogue::new().scale(arr(m + 1, 18, &[m + 1])?);
+        let err = convolution_fused(&x, &wt, Some(&b), &opts, &bad).unwrap_err();
+        assert!(err.to_string().contains("scale"), "{err}");
+        let bad = ConvEpilogue::new().residual(x.clone());
+        assert!(convolution_fused(&x, &wt, Some(&b), &opts, &bad).is_err());
+        // Tracked operands under recording are refused; outside recording they are fine.
+        let mut xt = x.copy_to(ctx)?;
+        xt.attach_grad(crate::dtype::GradReq::Write)?;
+        {
+            let _rec = crate::autograd::record();
+            let err = convolution_fused(&xt, &wt, Some(&b), &opts, &epi).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        }
+        assert!(convolution_fused(&xt, &wt, Some(&b), &opts, &epi).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn folded_batch_norm_matches_batch_norm() -> Result<()> {
+        let ctx = Context::cpu(0);
+        let v = |x: &[f64]| NDArray::from_slice(x, &[2], ctx);
+        let (g, b, m, var) = (
+            v(&[2.0, -1.0])?,
+            v(&[0.5, 0.25])?,
+            v(&[1.0, 3.0])?,
+            v(&[3.0, 0.0])?,
+        );
+        let e = ConvEpilogue::batch_norm(&g, &b, &m, &var, 1.0, false)?;
+        let s = e.scale.as_ref().unwrap().to_vec::<f64>()?;
+        let t = e.shift.as_ref().unwrap().to_vec::<f64>()?;
+        assert_eq!(s, vec![1.0, -1.0]);
+        assert_eq!(t, vec![0.5 - 1.0, 0.25 + 3.0]);
+        let e = ConvEpilogue::batch_norm(&g, &b, &m, &var, 1.0, true)?;
+        assert_eq!(e.scale.unwrap().to_vec::<f64>()?, vec![0.5, 1.0]);
+        assert!(ConvEpilogue::batch_norm(
+            &g,
+            &b,
+            &m,
+            &v(&[1.0, 2.0])?.reshape(&[1, 2])?,
+            1.0,
+            false
+        )
+        .is_err());
+        Ok(())
     }
 
     #[test]

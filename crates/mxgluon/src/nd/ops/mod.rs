@@ -1,6 +1,7 @@
 //! Operators on dense arrays: elementwise arithmetic with numpy broadcasting
 //! ([`add`], [`mul`], ...), reductions ([`NDArray::sum`], [`NDArray::sum_axis`], ...),
-//! [`dot`], [`fully_connected`], [`convolution`] and [`pooling`].
+//! [`dot`], [`fully_connected`], [`convolution`] (and the fused inference
+//! [`convolution_fused`]) and [`pooling`].
 //!
 //! Every operator checks that its operands share one dtype ([`Error::DTypeMismatch`]; no
 //! silent promotion) and one context ([`Error::ContextMismatch`]), and writes its result to
@@ -18,7 +19,7 @@ pub(crate) mod shape_ops;
 mod sparse_ops;
 mod transpose;
 
-pub use conv::{convolution, ConvOptions};
+pub use conv::{convolution, convolution_fused, ConvEpilogue, ConvOptions};
 pub use elementwise::{add, div, maximum, minimum, mul, sub};
 pub(crate) use elementwise::{add_untracked, div_untracked, mul_untracked, sub_untracked};
 pub(crate) use linalg::dot_t_untracked;
