@@ -40,6 +40,7 @@
 mod attr;
 mod build;
 mod compose;
+mod exec;
 mod infer;
 mod json;
 pub mod ops;
@@ -59,6 +60,7 @@ pub use build::{
     FullyConnected, LeakyReLU, Pooling, Reshape, Softmax, SoftmaxOutput,
 };
 pub use compose::{NameManager, NameManagerGuard, VarOptions};
+pub use exec::Executor;
 pub use infer::{Graph, InferredShapes, InferredTypes};
 pub use ops::OpParams;
 
