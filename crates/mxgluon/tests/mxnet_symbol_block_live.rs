@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use mxgluon::gluon::nn::{
-    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, LeakyReLU,
-    MaxPool2D, Sequential,
+    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, LeakyReLU, MaxPool2D,
+    Sequential,
 };
 use mxgluon::gluon::{Block, SymbolBlock};
 use mxgluon::nd::{self, ActType, NDArray};
@@ -38,7 +38,12 @@ fn rel_err(ours: &NDArray, reference: &NDArray) -> f64 {
 
 /// MXNet builds `model` from the model zoo, randomizes it, runs `x` and exports it into
 /// `dir`; returns the paths of the graph, the parameters, the input and the output.
-fn mxnet_zoo(py: &str, model: &str, dir: &Path, shape: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+fn mxnet_zoo(
+    py: &str,
+    model: &str,
+    dir: &Path,
+    shape: &str,
+) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let script = format!(
         r#"
 import mxnet as mx, numpy as np
@@ -142,7 +147,8 @@ fn randomize_bn_stats(net: &dyn Block) {
             })
             .collect();
         if name.ends_with("running_var") || name.ends_with("running_mean") {
-            p.set_data(&nd::array(&vals, &shape, None).unwrap()).unwrap();
+            p.set_data(&nd::array(&vals, &shape, None).unwrap())
+                .unwrap();
         }
     }
 }
@@ -154,12 +160,24 @@ fn our_exported_mlp_runs_in_mxnet() {
     let net = Sequential::new();
     {
         let _s = net.name_scope();
-        net.add(Dense::builder(16).in_units(10).activation(ActType::Relu).build().unwrap());
+        net.add(
+            Dense::builder(16)
+                .in_units(10)
+                .activation(ActType::Relu)
+                .build()
+                .unwrap(),
+        );
         net.add(BatchNorm::builder().in_channels(16).build().unwrap());
         net.add(Activation::new(ActType::Tanh));
         net.add(Dropout::new(0.5).unwrap());
         net.add(LeakyReLU::new(0.1).unwrap());
-        net.add(Dense::builder(4).in_units(16).use_bias(false).build().unwrap());
+        net.add(
+            Dense::builder(4)
+                .in_units(16)
+                .use_bias(false)
+                .build()
+                .unwrap(),
+        );
     }
     mxgluon::random::seed(3);
     net.initialize(Some(init::Xavier::default().into()), Context::cpu(0))

@@ -136,6 +136,11 @@ impl BlockBase {
         }
     }
 
+    /// The block's prefix (`dense0_`), as [`Block::prefix`] returns it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The block's class name (`"Dense"`).
     pub fn class(&self) -> &'static str {
         self.class
@@ -420,7 +425,10 @@ pub trait Block: Send + Sync {
     fn hybrid_symbol(&self, x: &crate::symbol::Symbol) -> Result<crate::symbol::Symbol> {
         let _ = x;
         Err(Error::UnsupportedOperator {
-            op: format!("{} (the block cannot be expressed as a symbolic graph)", self.base().class()),
+            op: format!(
+                "{} (the block cannot be expressed as a symbolic graph)",
+                self.base().class()
+            ),
             node: self.prefix().to_string(),
         })
     }

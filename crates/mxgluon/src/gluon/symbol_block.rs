@@ -100,7 +100,11 @@ impl SymbolBlock {
                 for (n, sh) in outputs.list_arguments().into_iter().zip(s.arg_shapes) {
                     m.insert(n, sh);
                 }
-                for (n, sh) in outputs.list_auxiliary_states().into_iter().zip(s.aux_shapes) {
+                for (n, sh) in outputs
+                    .list_auxiliary_states()
+                    .into_iter()
+                    .zip(s.aux_shapes)
+                {
                     m.insert(n, sh);
                 }
                 m
@@ -171,9 +175,7 @@ impl SymbolBlock {
         if let Some(path) = params {
             block.collect_params()?.load(
                 path,
-                &LoadParams::new()
-                    .ctx(ctx)
-                    .cast_dtype(DTypeSource::Saved),
+                &LoadParams::new().ctx(ctx).cast_dtype(DTypeSource::Saved),
             )?;
         }
         Ok(block)
@@ -259,7 +261,10 @@ impl Block for SymbolBlock {
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         let mut out = self.forward_multi(std::slice::from_ref(x))?;
         if out.is_empty() {
-            return Err(Error::invalid_arg("SymbolBlock::forward", "the graph has no output"));
+            return Err(Error::invalid_arg(
+                "SymbolBlock::forward",
+                "the graph has no output",
+            ));
         }
         Ok(out.swap_remove(0))
     }
@@ -297,6 +302,31 @@ impl Block for SymbolBlock {
 impl std::fmt::Display for SymbolBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
+    }
+}
+
+/// An operator node named `name` (the helper of the layers' `hybrid_symbol`).
+pub(crate) fn sym_op(
+    op: &str,
+    inputs: &[&Symbol],
+    attrs: &[(&str, String)],
+    name: &str,
+) -> Result<Symbol> {
+    let attrs: Vec<(&str, &str)> = attrs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Symbol::op(op, inputs, &attrs, Some(name))
+}
+
+/// The `Activation` a layer with an `activation` option appends (Gluon names its block
+/// `<act>_` inside the layer's scope, and the node `fwd`).
+pub(crate) fn act_sym(y: Symbol, act: Option<crate::nd::ActType>, prefix: &str) -> Result<Symbol> {
+    match act {
+        None => Ok(y),
+        Some(a) => sym_op(
+            "Activation",
+            &[&y],
+            &[("act_type", a.name().to_string())],
+            &format!("{prefix}{}_fwd", a.name()),
+        ),
     }
 }
 

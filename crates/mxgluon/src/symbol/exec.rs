@@ -173,7 +173,9 @@ fn attr<'a>(node: &'a super::Node, key: &str) -> Option<&'a str> {
 fn attr_float(node: &super::Node, key: &str) -> Result<Option<f64>> {
     match attr(node, key) {
         None => Ok(None),
-        Some(s) => parse_float(s).map(Some).ok_or_else(|| bad_attr(node, key, s)),
+        Some(s) => parse_float(s)
+            .map(Some)
+            .ok_or_else(|| bad_attr(node, key, s)),
     }
 }
 
@@ -484,7 +486,9 @@ impl Executor {
                     op: format!(
                         "{} (output '{}', read by {reader})",
                         nodes[n].op_name(),
-                        nodes[n].params().map_or("output".into(), |p| p.output_name(o))
+                        nodes[n]
+                            .params()
+                            .map_or("output".into(), |p| p.output_name(o))
                     ),
                     node: nodes[n].name().to_string(),
                 }),
@@ -603,7 +607,12 @@ impl Executor {
                 // steps (execution order), and a slot is released only after its last reader.
                 match &slots[x] {
                     Some(a) => args.push(a.clone()),
-                    None => return Err(self.fail(step, Error::invalid_arg("Executor::run", "an input was not computed"))),
+                    None => {
+                        return Err(self.fail(
+                            step,
+                            Error::invalid_arg("Executor::run", "an input was not computed"),
+                        ))
+                    }
                 }
             }
             let y = eval(&step.kernel, &args, training).map_err(|e| self.fail(step, e))?;
@@ -758,12 +767,13 @@ fn eval(k: &Kernel, a: &[NDArray], training: bool) -> Result<NDArray> {
             let ins: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
             let mut i = [Some(ins)];
             let mut o = [None];
-            super::shape::infer_shape(&OpParams::Reshape(p.clone()), &mut i, &mut o)
-                .map_err(|e| Error::InvalidShape {
+            super::shape::infer_shape(&OpParams::Reshape(p.clone()), &mut i, &mut o).map_err(
+                |e| Error::InvalidShape {
                     op: "Reshape",
                     shape: x.shape().to_vec(),
                     reason: e.msg,
-                })?;
+                },
+            )?;
             let out: Vec<usize> = o[0]
                 .as_ref()
                 .filter(|d| d.iter().all(|&v| v >= 0))
@@ -840,7 +850,10 @@ mod tests {
     fn intermediates_are_released_after_their_last_reader() {
         let x = Symbol::var("x");
         let a = Symbol::op("relu", &[], &[], None);
-        assert!(a.is_err(), "relu is not composable: symbols only compose known operators");
+        assert!(
+            a.is_err(),
+            "relu is not composable: symbols only compose known operators"
+        );
         let r1 = Symbol::op("Activation", &[&x], &[("act_type", "relu")], Some("r1")).unwrap();
         let r2 = Symbol::op("Activation", &[&r1], &[("act_type", "tanh")], Some("r2")).unwrap();
         let s = Symbol::op("elemwise_add", &[&r1, &r2], &[], Some("s")).unwrap();

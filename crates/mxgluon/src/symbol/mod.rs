@@ -55,6 +55,7 @@ use std::sync::Arc;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
+pub(crate) use attr::{py_bool, py_float, py_tuple};
 pub use build::{
     Activation, BatchNorm, Broadcast, Clip, Concat, Convolution, Dropout, Elemwise, Flatten,
     FullyConnected, LeakyReLU, Pooling, Reshape, Softmax, SoftmaxOutput,
