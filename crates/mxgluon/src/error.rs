@@ -653,6 +653,30 @@ pub enum Error {
         /// Its storage type.
         stype: StorageType,
     },
+
+    // ---------------------------------------------------------------- symbolic graphs
+    /// A symbolic graph holds an operator (or an operator output) that the executor of
+    /// [`crate::symbol::Executor`] / `SymbolBlock` cannot run.
+    #[error("operator {op} of node '{node}' is not supported by the mxgluon executor")]
+    UnsupportedOperator {
+        /// The operator's name as the graph spells it.
+        op: String,
+        /// The node using it.
+        node: String,
+    },
+
+    /// An operator node of a symbolic graph failed while running (typically an input whose
+    /// shape does not fit the graph's parameters).
+    #[error("node '{node}' (operator {op}) failed: {source}")]
+    NodeFailed {
+        /// The node's name.
+        node: String,
+        /// The operator.
+        op: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

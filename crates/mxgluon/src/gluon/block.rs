@@ -136,6 +136,11 @@ impl BlockBase {
         }
     }
 
+    /// The block's prefix (`dense0_`), as [`Block::prefix`] returns it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The block's class name (`"Dense"`).
     pub fn class(&self) -> &'static str {
         self.class
@@ -409,6 +414,55 @@ pub trait Block: Send + Sync {
 
     /// This block as a trait object.
     fn as_dyn(&self) -> &dyn Block;
+
+    /// The block's computation as a symbolic graph applied to `x` (Gluon's
+    /// `hybrid_forward` with `F = mx.sym`): operator nodes named like Gluon's
+    /// (`<prefix>fwd`) reading the parameters' [`Parameter::var`] variables. What
+    /// [`Block::export`] writes.
+    ///
+    /// The default is an error naming the block's class: a block that cannot be expressed as
+    /// a graph (or that mxgluon cannot express yet) does not export.
+    fn hybrid_symbol(&self, x: &crate::symbol::Symbol) -> Result<crate::symbol::Symbol> {
+        let _ = x;
+        Err(Error::UnsupportedOperator {
+            op: format!(
+                "{} (the block cannot be expressed as a symbolic graph)",
+                self.base().class()
+            ),
+            node: self.prefix().to_string(),
+        })
+    }
+
+    /// Writes the block as MXNet's `HybridBlock.export` does: the graph of
+    /// [`Block::hybrid_symbol`] on a variable `data` to `<path>-symbol.json`, and every
+    /// collected parameter's value (the mean over its contexts) to `<path>-<epoch as
+    /// %04d>.params` under `arg:<full name>` or, for the auxiliary states (BatchNorm's
+    /// running statistics), `aux:<full name>`. MXNet loads the pair with
+    /// `SymbolBlock.imports(path + "-symbol.json", ["data"], path + "-0000.params")`.
+    ///
+    /// ```
+    /// use mxgluon::gluon::{nn::{Dense, Sequential}, Block, SymbolBlock};
+    /// use mxgluon::{init, nd, Context};
+    /// let net = Sequential::new();
+    /// net.add(Dense::builder(3).in_units(2).build()?);
+    /// net.initialize(Some(init::Xavier::default().into()), Context::cpu(0))?;
+    /// let dir = std::env::temp_dir().join(format!("mxgluon-export-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("net");
+    /// net.export(&path, 0)?;
+    /// let back = SymbolBlock::imports(dir.join("net-symbol.json"), &["data"],
+    ///                                 Some(dir.join("net-0000.params")), Context::cpu(0))?;
+    /// let x = nd::ones(&[1, 2], None)?;
+    /// assert_eq!(back.forward(&x)?.to_vec::<f32>()?, net.forward(&x)?.to_vec::<f32>()?);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn export(&self, path: impl AsRef<std::path::Path>, epoch: u32) -> Result<()>
+    where
+        Self: Sized,
+    {
+        super::symbol_block::export_block(self.as_dyn(), path.as_ref(), epoch)
+    }
 }
 
 fn collect_into(base: &BlockBase, ret: &ParameterDict, select: Option<&str>) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod nn;
 mod parameter;
 mod parameter_dict;
 mod serialize;
+mod symbol_block;
 mod trainer;
 pub mod utils;
 
@@ -17,4 +18,5 @@ pub use constant::Constant;
 pub use parameter::{DTypeSource, InitOptions, ParamState, Parameter};
 pub use parameter_dict::{ParamSpec, ParameterDict};
 pub use serialize::LoadParams;
+pub use symbol_block::SymbolBlock;
 pub use trainer::{IntoOptimizer, IntoTrainerParams, Trainer, TrainerOptions};

@@ -40,6 +40,7 @@
 mod attr;
 mod build;
 mod compose;
+mod exec;
 mod infer;
 mod json;
 pub mod ops;
@@ -54,11 +55,13 @@ use std::sync::Arc;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
+pub(crate) use attr::{py_bool, py_float, py_tuple};
 pub use build::{
     Activation, BatchNorm, Broadcast, Clip, Concat, Convolution, Dropout, Elemwise, Flatten,
     FullyConnected, LeakyReLU, Pooling, Reshape, Softmax, SoftmaxOutput,
 };
 pub use compose::{NameManager, NameManagerGuard, VarOptions};
+pub use exec::Executor;
 pub use infer::{Graph, InferredShapes, InferredTypes};
 pub use ops::OpParams;
 

@@ -7,9 +7,11 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gluon::block::{Block, BlockBase};
 use crate::gluon::parameter_dict::{ParamSpec, ParameterDict};
+use crate::gluon::symbol_block::sym_op;
 use crate::gluon::Parameter;
 use crate::init::{self, InitSpec};
 use crate::nd::{self, ActType, LeakyAct, NDArray};
+use crate::symbol::{py_float, py_tuple, Symbol};
 
 /// Applies an activation function elementwise (Gluon's `nn.Activation`).
 ///
@@ -42,6 +44,14 @@ impl Block for Activation {
     }
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         nd::activation(x, self.act)
+    }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        sym_op(
+            "Activation",
+            &[x],
+            &[("act_type", self.act.name().to_string())],
+            &format!("{}fwd", self.prefix()),
+        )
     }
     fn describe(&self) -> String {
         format!("Activation({})", self.act)
@@ -81,6 +91,17 @@ impl Block for LeakyReLU {
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         nd::leaky_relu(x, LeakyAct::Leaky, self.alpha, None)
     }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        sym_op(
+            "LeakyReLU",
+            &[x],
+            &[
+                ("act_type", "leaky".into()),
+                ("slope", py_float(self.alpha)),
+            ],
+            &format!("{}fwd", self.prefix()),
+        )
+    }
     fn describe(&self) -> String {
         format!("LeakyReLU({})", self.alpha)
     }
@@ -112,6 +133,16 @@ impl Block for ELU {
     }
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         nd::leaky_relu(x, LeakyAct::Elu, self.alpha, None)
+    }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        // Gluon's ELU calls the operator without a name: the block scope's first
+        // automatic name.
+        sym_op(
+            "LeakyReLU",
+            &[x],
+            &[("act_type", "elu".into()), ("slope", py_float(self.alpha))],
+            &format!("{}leakyrelu0", self.prefix()),
+        )
     }
     fn describe(&self) -> String {
         format!("ELU({})", self.alpha)
@@ -158,6 +189,15 @@ impl Block for PReLU {
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         let a = self.alpha.data(x.context())?;
         nd::leaky_relu(x, LeakyAct::Prelu, 0.0, Some(&a))
+    }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let a = self.alpha.var();
+        sym_op(
+            "LeakyReLU",
+            &[x, &a],
+            &[("act_type", "prelu".into())],
+            &format!("{}fwd", self.prefix()),
+        )
     }
     fn describe(&self) -> String {
         "PReLU".into()
@@ -206,6 +246,22 @@ impl Block for Dropout {
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         nd::dropout_axes(x, self.rate, &self.axes)
     }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        if self.rate == 0.0 {
+            // Gluon emits an identity here, which changes nothing.
+            return Ok(x.clone());
+        }
+        sym_op(
+            "Dropout",
+            &[x],
+            &[
+                ("axes", py_tuple(&self.axes)),
+                ("cudnn_off", "False".into()),
+                ("p", py_float(self.rate)),
+            ],
+            &format!("{}fwd", self.prefix()),
+        )
+    }
     fn describe(&self) -> String {
         let axes: Vec<String> = self.axes.iter().map(|a| a.to_string()).collect();
         let axes = match axes.len() {
@@ -246,6 +302,9 @@ impl Block for Flatten {
     }
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         nd::flatten(x)
+    }
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        sym_op("Flatten", &[x], &[], &format!("{}flatten0", self.prefix()))
     }
     fn as_dyn(&self) -> &dyn Block {
         self

@@ -9,9 +9,11 @@ use super::super::block::{fmt_block, Block, BlockBase};
 use crate::dtype::DType;
 use crate::error::{fmt_shape, Error, Result};
 use crate::gluon::parameter_dict::{ParamSpec, ParameterDict};
+use crate::gluon::symbol_block::{act_sym, sym_op};
 use crate::gluon::Parameter;
 use crate::init::InitSpec;
 use crate::nd::{self, ActType, ConvOptions, NDArray, PoolOptions, PoolType, PoolingConvention};
+use crate::symbol::{py_tuple, Symbol};
 
 fn py_bool(b: bool) -> &'static str {
     if b {
@@ -171,6 +173,32 @@ impl ConvCore {
             Some(a) => nd::activation(&y, a),
             None => Ok(y),
         }
+    }
+
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let o = &self.opts;
+        let n = o.kernel.len();
+        let or = |v: &[usize], d: usize| if v.is_empty() { vec![d; n] } else { v.to_vec() };
+        let w = self.weight.var();
+        let b = self.bias.as_ref().map(Parameter::var);
+        let mut ins = vec![x, &w];
+        ins.extend(b.as_ref());
+        let y = sym_op(
+            "Convolution",
+            &ins,
+            &[
+                ("dilate", py_tuple(&or(&o.dilate, 1))),
+                ("kernel", py_tuple(&o.kernel)),
+                ("layout", self.layout.into()),
+                ("no_bias", py_bool(b.is_none()).into()),
+                ("num_filter", o.num_filter.to_string()),
+                ("num_group", o.num_group.to_string()),
+                ("pad", py_tuple(&or(&o.pad, 0))),
+                ("stride", py_tuple(&or(&o.stride, 1))),
+            ],
+            &format!("{}fwd", self.base.prefix()),
+        )?;
+        act_sym(y, self.act, self.base.prefix())
     }
 
     /// Gluon's repr: `Conv2D(3 -> 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))`.
@@ -333,6 +361,9 @@ macro_rules! conv_layer {
             fn forward(&self, x: &NDArray) -> Result<NDArray> {
                 self.core.forward(x)
             }
+            fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+                self.core.hybrid_symbol(x)
+            }
             fn describe(&self) -> String {
                 self.core.describe()
             }
@@ -398,6 +429,37 @@ impl PoolCore {
         })
     }
 
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let o = &self.opts;
+        let n = o.kernel.len();
+        let or = |v: &[usize], d: usize| if v.is_empty() { vec![d; n] } else { v.to_vec() };
+        let mut attrs = vec![
+            ("global_pool", py_bool(o.global_pool).to_string()),
+            ("kernel", py_tuple(&o.kernel)),
+            ("layout", self.layout.to_string()),
+            ("pad", py_tuple(&or(&o.pad, 0))),
+            ("pool_type", o.pool_type.name().to_string()),
+            (
+                "pooling_convention",
+                o.pooling_convention.name().to_string(),
+            ),
+            ("stride", py_tuple(&or(&o.stride, 1))),
+        ];
+        // Gluon passes count_include_pad for the (non-global) average pools only.
+        if o.pool_type == PoolType::Avg && !o.global_pool {
+            attrs.push((
+                "count_include_pad",
+                py_bool(o.count_include_pad).to_string(),
+            ));
+        }
+        sym_op(
+            "Pooling",
+            &[x],
+            &attrs,
+            &format!("{}fwd", self.base.prefix()),
+        )
+    }
+
     /// Gluon's repr: `MaxPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False,
     /// global_pool=False, pool_type=max, layout=NCHW)`.
     fn describe(&self) -> String {
@@ -431,6 +493,9 @@ macro_rules! pool_impls {
             }
             fn forward(&self, x: &NDArray) -> Result<NDArray> {
                 nd::pooling(x, &self.core.opts)
+            }
+            fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+                self.core.hybrid_symbol(x)
             }
             fn describe(&self) -> String {
                 self.core.describe()

@@ -5,9 +5,11 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gluon::block::{Block, BlockBase};
 use crate::gluon::parameter_dict::{ParamSpec, ParameterDict};
+use crate::gluon::symbol_block::{act_sym, sym_op};
 use crate::gluon::Parameter;
 use crate::init::InitSpec;
 use crate::nd::{self, ActType, NDArray};
+use crate::symbol::{py_bool, Symbol};
 
 /// A fully-connected layer: `out = activation(x · weightᵀ + bias)` (Gluon's `nn.Dense`).
 ///
@@ -215,6 +217,24 @@ impl Block for Dense {
             Some(a) => nd::activation(&y, a),
             None => Ok(y),
         }
+    }
+
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let w = self.weight.var();
+        let b = self.bias.as_ref().map(Parameter::var);
+        let mut ins = vec![x, &w];
+        ins.extend(b.as_ref());
+        let y = sym_op(
+            "FullyConnected",
+            &ins,
+            &[
+                ("flatten", py_bool(self.flatten).into()),
+                ("no_bias", py_bool(b.is_none()).into()),
+                ("num_hidden", self.units.to_string()),
+            ],
+            &format!("{}fwd", self.prefix()),
+        )?;
+        act_sym(y, self.act, self.prefix())
     }
 
     fn describe(&self) -> String {

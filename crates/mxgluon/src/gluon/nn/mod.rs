@@ -133,6 +133,14 @@ impl Block for Sequential {
         Ok(h)
     }
 
+    fn hybrid_symbol(&self, x: &crate::symbol::Symbol) -> Result<crate::symbol::Symbol> {
+        let mut h = x.clone();
+        for (_, c) in self.base.children() {
+            h = c.hybrid_symbol(&h)?;
+        }
+        Ok(h)
+    }
+
     fn as_dyn(&self) -> &dyn Block {
         self
     }

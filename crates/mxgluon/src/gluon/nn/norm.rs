@@ -6,10 +6,12 @@ use crate::dtype::GradReq;
 use crate::error::{Error, Result};
 use crate::gluon::block::{Block, BlockBase};
 use crate::gluon::parameter_dict::ParamSpec;
+use crate::gluon::symbol_block::sym_op;
 use crate::gluon::Parameter;
 use crate::init::InitSpec;
 use crate::nd::ops::nn::norm_axis;
 use crate::nd::{self, BatchNormOptions, NDArray};
+use crate::symbol::{py_bool, py_float, Symbol};
 
 fn channel_spec(c: usize, init: InitSpec, trainable: bool) -> ParamSpec {
     ParamSpec::new()
@@ -236,6 +238,28 @@ impl Block for BatchNorm {
             get(&self.running_var)?,
         );
         nd::batch_norm(x, &g, &b, &m, &v, &self.opts, training())
+    }
+
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let vars = [
+            self.gamma.var(),
+            self.beta.var(),
+            self.running_mean.var(),
+            self.running_var.var(),
+        ];
+        let o = &self.opts;
+        sym_op(
+            "BatchNorm",
+            &[x, &vars[0], &vars[1], &vars[2], &vars[3]],
+            &[
+                ("axis", o.axis.to_string()),
+                ("eps", py_float(o.eps)),
+                ("fix_gamma", py_bool(o.fix_gamma).into()),
+                ("momentum", py_float(o.momentum)),
+                ("use_global_stats", py_bool(o.use_global_stats).into()),
+            ],
+            &format!("{}fwd", self.prefix()),
+        )
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,247 @@
+//! Live interop with MXNet 1.9.1 for graphs: MXNet exports model-zoo networks with random
+//! weights (and random BatchNorm running statistics, so they matter) and we run them with
+//! `SymbolBlock::imports` on the same input; and models we export run in MXNet's
+//! `SymbolBlock.imports` with matching outputs.
+
+use std::path::{Path, PathBuf};
+
+use mxgluon::gluon::nn::{
+    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, LeakyReLU, MaxPool2D,
+    Sequential,
+};
+use mxgluon::gluon::{Block, SymbolBlock};
+use mxgluon::nd::{self, ActType, NDArray};
+use mxgluon::{autograd, init, Context};
+
+#[path = "common/mxnet.rs"]
+mod mxnet_env;
+use mxnet_env::{python, run_script};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mxgluon-sbl-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rel_err(ours: &NDArray, reference: &NDArray) -> f64 {
+    assert_eq!(ours.shape(), reference.shape());
+    let a = ours.to_vec::<f32>().unwrap();
+    let b = reference.to_vec::<f32>().unwrap();
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max);
+    let scale = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
+    diff / scale.max(1e-30)
+}
+
+/// MXNet builds `model` from the model zoo, randomizes it, runs `x` and exports it into
+/// `dir`; returns the paths of the graph, the parameters, the input and the output.
+fn mxnet_zoo(
+    py: &str,
+    model: &str,
+    dir: &Path,
+    shape: &str,
+) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let script = format!(
+        r#"
+import mxnet as mx, numpy as np
+from mxnet.gluon.model_zoo import vision
+mx.random.seed(7); np.random.seed(7)
+net = vision.get_model('{model}', pretrained=False)
+net.initialize(mx.init.Xavier(magnitude=2.0))
+x = mx.nd.array(np.random.uniform(-1, 1, size={shape}).astype('float32'))
+net(x)
+for name, p in net.collect_params().items():
+    if name.endswith('running_mean'):
+        p.set_data(mx.nd.array(np.random.uniform(-0.2, 0.2, size=p.shape)))
+    elif name.endswith('running_var'):
+        p.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, size=p.shape)))
+    elif name.endswith('gamma'):
+        p.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, size=p.shape)))
+    elif name.endswith('beta'):
+        p.set_data(mx.nd.array(np.random.uniform(-0.2, 0.2, size=p.shape)))
+net.hybridize()
+y = net(x)
+net.export(r'{dir}/m')
+np.save(r'{dir}/x.npy', x.asnumpy())
+np.save(r'{dir}/y.npy', y.asnumpy())
+print('ok')
+"#,
+        dir = dir.display()
+    );
+    let out = run_script(py, &script);
+    assert!(out.contains("ok"));
+    (
+        dir.join("m-symbol.json"),
+        dir.join("m-0000.params"),
+        dir.join("x.npy"),
+        dir.join("y.npy"),
+    )
+}
+
+fn check_zoo(model: &str, shape: &str) {
+    let Some(py) = python() else { return };
+    let dir = tmpdir(model);
+    let (sym, params, x, y) = mxnet_zoo(&py, model, &dir, shape);
+    let net = SymbolBlock::imports(&sym, &["data"], Some(&params), Context::cpu(0)).unwrap();
+    let x = mxgluon::io::npy::load(&x).unwrap();
+    let reference = mxgluon::io::npy::load(&y).unwrap();
+    let ours = net.forward(&x).unwrap();
+    let err = rel_err(&ours, &reference);
+    assert!(err < 1e-4, "{model}: relative error {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn resnet18_v1_exported_by_mxnet_runs_here() {
+    check_zoo("resnet18_v1", "(1, 3, 224, 224)");
+}
+
+#[test]
+fn mobilenet0_25_exported_by_mxnet_runs_here() {
+    check_zoo("mobilenet0.25", "(1, 3, 224, 224)");
+}
+
+#[test]
+fn squeezenet_and_densenet_ops_run_here() {
+    // Concat, Dropout, avg pooling with ceil mode, Flatten: squeezenet at a small size.
+    check_zoo("squeezenet1.1", "(1, 3, 224, 224)");
+}
+
+#[test]
+fn mobilenet_v2_clip_runs_here() {
+    check_zoo("mobilenetv2_0.25", "(1, 3, 64, 64)");
+}
+
+/// Runs our exported model in MXNet and returns its output file.
+fn mxnet_imports(py: &str, dir: &Path, prefix: &str) -> NDArray {
+    let script = format!(
+        r#"
+import mxnet as mx, numpy as np
+from mxnet import gluon
+net = gluon.SymbolBlock.imports(r'{dir}/{prefix}-symbol.json', ['data'], r'{dir}/{prefix}-0000.params')
+x = mx.nd.array(np.load(r'{dir}/x.npy'))
+np.save(r'{dir}/y_mx.npy', net(x).asnumpy())
+print('ok')
+"#,
+        dir = dir.display()
+    );
+    assert!(run_script(py, &script).contains("ok"));
+    mxgluon::io::npy::load(dir.join("y_mx.npy")).unwrap()
+}
+
+fn randomize_bn_stats(net: &dyn Block) {
+    for (name, p) in net.collect_params().unwrap().items() {
+        let shape = p.shape().unwrap();
+        let n: usize = shape.iter().product();
+        let vals: Vec<f32> = (0..n)
+            .map(|i| {
+                let s = (0.7 * i as f32 + 0.3).sin();
+                if name.ends_with("running_var") {
+                    1.0 + 0.5 * s
+                } else {
+                    0.2 * s
+                }
+            })
+            .collect();
+        if name.ends_with("running_var") || name.ends_with("running_mean") {
+            p.set_data(&nd::array(&vals, &shape, None).unwrap())
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn our_exported_mlp_runs_in_mxnet() {
+    let Some(py) = python() else { return };
+    let dir = tmpdir("mlp");
+    let net = Sequential::new();
+    {
+        let _s = net.name_scope();
+        net.add(
+            Dense::builder(16)
+                .in_units(10)
+                .activation(ActType::Relu)
+                .build()
+                .unwrap(),
+        );
+        net.add(BatchNorm::builder().in_channels(16).build().unwrap());
+        net.add(Activation::new(ActType::Tanh));
+        net.add(Dropout::new(0.5).unwrap());
+        net.add(LeakyReLU::new(0.1).unwrap());
+        net.add(
+            Dense::builder(4)
+                .in_units(16)
+                .use_bias(false)
+                .build()
+                .unwrap(),
+        );
+    }
+    mxgluon::random::seed(3);
+    net.initialize(Some(init::Xavier::default().into()), Context::cpu(0))
+        .unwrap();
+    randomize_bn_stats(&net);
+    let x = nd::array(
+        &(0..30).map(|i| (i as f32 * 0.31).sin()).collect::<Vec<_>>(),
+        &[3, 10],
+        None,
+    )
+    .unwrap();
+    mxgluon::io::npy::save(dir.join("x.npy"), &x).unwrap();
+    net.export(dir.join("mlp"), 0).unwrap();
+    let theirs = mxnet_imports(&py, &dir, "mlp");
+    let _p = autograd::predict_mode();
+    let ours = net.forward(&x).unwrap();
+    assert!(rel_err(&ours, &theirs) < 1e-5);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn our_exported_conv_net_runs_in_mxnet() {
+    let Some(py) = python() else { return };
+    let dir = tmpdir("cnn");
+    let net = Sequential::new();
+    {
+        let _s = net.name_scope();
+        net.add(
+            Conv2D::builder(6, [3, 3])
+                .padding([1, 1])
+                .in_channels(3)
+                .activation(ActType::Relu)
+                .build()
+                .unwrap(),
+        );
+        net.add(BatchNorm::builder().in_channels(6).build().unwrap());
+        net.add(MaxPool2D::new());
+        net.add(
+            Conv2D::builder(8, [3, 3])
+                .strides([2, 2])
+                .groups(2)
+                .in_channels(6)
+                .build()
+                .unwrap(),
+        );
+        net.add(GlobalAvgPool2D::new());
+        net.add(Flatten::new());
+        net.add(Dense::builder(5).in_units(8).build().unwrap());
+    }
+    net.initialize(Some(init::Xavier::default().into()), Context::cpu(0))
+        .unwrap();
+    randomize_bn_stats(&net);
+    let x = nd::array(
+        &(0..2 * 3 * 12 * 12)
+            .map(|i| (i as f32 * 0.13).cos())
+            .collect::<Vec<_>>(),
+        &[2, 3, 12, 12],
+        None,
+    )
+    .unwrap();
+    mxgluon::io::npy::save(dir.join("x.npy"), &x).unwrap();
+    net.export(dir.join("cnn"), 0).unwrap();
+    let theirs = mxnet_imports(&py, &dir, "cnn");
+    let ours = net.forward(&x).unwrap();
+    assert!(rel_err(&ours, &theirs) < 1e-5);
+    std::fs::remove_dir_all(&dir).ok();
+}
