@@ -45,7 +45,8 @@ enum Binding {
 /// net.initialize(Some(init::One.into()), Context::cpu(0))?;   // shapes inferred on first use
 /// let y = net.forward(&nd::ones(&[2, 3], None)?)?;
 /// assert_eq!(y.shape(), &[2, 4]);
-/// assert_eq!(y.to_vec::<f32>()?, vec![3.0; 8]);
+/// // Gluon applies the initializer to every parameter, the bias too: 3·1 + 1
+/// assert_eq!(y.to_vec::<f32>()?, vec![4.0; 8]);
 /// # Ok::<(), mxgluon::Error>(())
 /// ```
 pub struct SymbolBlock {
