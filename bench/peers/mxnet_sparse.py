@@ -44,7 +44,7 @@ def child(workload, quick):
     sparse = "sparse" in workload
     opt = "adam" if workload.endswith("adam") else "sgd"
     net = gluon.nn.Embedding(n, DIM, sparse_grad=sparse)
-    net.initialize(mx.init.Zero(), ctx=mx.cpu(0))
+    net.initialize(mx.init.One(), ctx=mx.cpu(0))
     trainer = gluon.Trainer(net.collect_params(), opt, {"learning_rate": 0.01})
     rng = random.Random(42)
     # 64 batches of distinct rows drawn uniformly (random.sample on a range is O(BATCH))
