@@ -5,6 +5,7 @@
 //!   data-parallel over several contexts; see `train.rs`.
 //! - `seed`: runs the seed example (a fully-connected layer whose weight and bias are Gluon-style
 //!   `Parameter`s) and prints the output's shape and first values.
+//! - `run`: runs an exported graph (`-symbol.json` + `.params`) on `.npy` input; see `run.rs`.
 //! - `inspect`, `convert`, `diff`: array files (`.params`, `.safetensors`, `.npy`, `.npz`); see
 //!   the modules of the same names.
 
@@ -17,6 +18,7 @@ mod convert;
 mod diff;
 mod inspect;
 mod plot;
+mod run;
 mod train;
 mod util;
 
@@ -59,6 +61,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Compare two array files entry by entry (exit 0 identical, 1 different, 2 error).
     Diff(diff::DiffArgs),
+    /// Run an exported graph (MODEL-symbol.json + MODEL-0000.params) on .npy input.
+    Run(run::RunArgs),
 }
 
 fn seed_example(
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => return inspect::run(args),
         Command::Convert(args) => return convert::run(args),
         Command::Diff(args) => return diff::run(args),
+        Command::Run(args) => return run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
