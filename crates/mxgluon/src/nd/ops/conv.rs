@@ -1135,6 +1135,9 @@ unsafe fn micro(
                     ($m, 2) => unsafe { simd::kernel::<$m, 2>(kc, a, b, c, segs, accumulate, bias, epi) },
                     ($m, 3) => unsafe { simd::kernel::<$m, 3>(kc, a, b, c, segs, accumulate, bias, epi) },
                 )*
+                // Unreachable: the only caller passes `mr = MR.min(m1 - m)` with `m < m1`, so
+                // 1 ≤ mr ≤ 8, and blocks of width 1 ≤ width ≤ per_block ≤ NR = 48, so
+                // 1 ≤ nv ≤ 3: every such pair is listed above.
                 _ => unreachable!("blocks are at most MR × NR"),
             }
         };
