@@ -11,6 +11,7 @@
 //!
 //! Usage: `mxgluon-bench [--quick] [--filter NAME]` (`NAME` matches workloads by substring).
 
+mod resnet;
 mod sparse;
 
 use std::hint::black_box;
@@ -931,6 +932,9 @@ fn run(h: &Harness) -> Result<()> {
     }
     if sparse::wanted(h) {
         sparse::bench_sparse(h)?;
+    }
+    if resnet::wanted(h) {
+        resnet::bench_resnet(h)?;
     }
     Ok(())
 }
