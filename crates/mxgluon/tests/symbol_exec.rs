@@ -9,7 +9,7 @@ use mxgluon::gluon::nn::{Activation as ActLayer, Dense, Sequential};
 use mxgluon::gluon::{Block, SymbolBlock};
 use mxgluon::io::ArrayList;
 use mxgluon::nd::{self, ActType, BatchNormOptions, ConvOptions, LeakyAct, NDArray, PoolOptions};
-use mxgluon::symbol::ops::{BinaryOp, LeakyActType, PoolType, PoolingConvention};
+use mxgluon::symbol::ops::{BinaryOp, Layout, LeakyActType, PoolType, PoolingConvention};
 use mxgluon::symbol::{
     Activation, BatchNorm, Broadcast, Clip, Concat, Convolution, Dropout, Elemwise, Executor,
     Flatten, FullyConnected, LeakyReLU, Pooling, Reshape, Softmax, SoftmaxOutput, Symbol,
@@ -76,6 +76,11 @@ fn assert_close(got: &NDArray, want: &[f64], shape: &[usize], tol: f64) {
 fn assert_same(got: &NDArray, want: &NDArray) {
     assert_close(got, &want.to_f64_vec(), want.shape(), 1e-6);
 }
+
+/// A scalar function (reference of a unary operator).
+type F1 = fn(f64) -> f64;
+/// A function of a value and a scalar.
+type F2 = fn(f64, f64) -> f64;
 
 fn map(x: &NDArray, f: impl Fn(f64) -> f64) -> Vec<f64> {
     x.to_f64_vec().into_iter().map(f).collect()
@@ -209,6 +214,7 @@ enum Red {
 /// 2-D pooling as MXNet 1.9.1's CPU kernel: windows start at `o·s − p`, end at
 /// `min(start + k, size + p)` (the average's divisor with padding counted), then are clipped to
 /// the data.
+#[allow(clippy::too_many_arguments)]
 fn pool2d_ref(
     x: &[f64],
     xs: [usize; 4],
@@ -837,7 +843,7 @@ fn dropout_is_the_identity_in_inference_and_drops_in_training() {
 fn activations() {
     let xs = Symbol::var("x");
     let x = rand64(&[3, 5], 0.6);
-    let refs: [(ActType, fn(f64) -> f64); 5] = [
+    let refs: [(ActType, F1); 5] = [
         (ActType::Relu, |v| v.max(0.0)),
         (ActType::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
         (ActType::Tanh, f64::tanh),
@@ -849,7 +855,7 @@ fn activations() {
         assert_close(&run1(&s, &[("x", &x)]), &map(&x, f), &[3, 5], 1e-6);
     }
     // The standalone operators of the same functions.
-    let refs: [(&str, fn(f64) -> f64); 4] = [
+    let refs: [(&str, F1); 4] = [
         ("relu", |v| v.max(0.0)),
         ("sigmoid", |v| 1.0 / (1.0 + (-v).exp())),
         ("tanh", f64::tanh),
@@ -1224,7 +1230,7 @@ fn identity_and_block_grad() {
 fn scalar_operators() {
     let x = a64(&[1.5, -2.0, 0.25, 4.0], &[2, 2]);
     let k = 2.5;
-    let cases: [(&[&str], fn(f64, f64) -> f64); 8] = [
+    let cases: [(&[&str], F2); 8] = [
         (&["_plus_scalar", "_PlusScalar"], |v, k| v + k),
         (&["_minus_scalar", "_MinusScalar"], |v, k| v - k),
         (&["_rminus_scalar", "_RMinusScalar"], |v, k| k - v),
@@ -1254,7 +1260,7 @@ fn scalar_operators() {
 fn unary_math() {
     let x = a64(&[1.5, 0.2, 0.25, 4.0, 2.0, 0.7], &[2, 3]);
     let neg = a64(&[-1.5, 0.2, -0.25, 4.0, -2.0, 0.0], &[2, 3]);
-    let cases: [(&str, fn(f64) -> f64, bool); 6] = [
+    let cases: [(&str, F1, bool); 6] = [
         ("exp", f64::exp, true),
         ("log", f64::ln, false),
         ("sqrt", f64::sqrt, false),
@@ -1435,6 +1441,19 @@ fn unsupported_options_are_named() {
     assert!(
         matches!(Executor::new(&lp), Err(Error::UnsupportedOperator { node, .. }) if node == "lp")
     );
+    let nhwc = Convolution::new([3, 3], 2)
+        .layout(Layout::Nhwc)
+        .name("cl")
+        .build(&xs)
+        .unwrap();
+    assert!(
+        matches!(Executor::new(&nhwc), Err(Error::UnsupportedOperator { node, .. }) if node == "cl")
+    );
+    // An attribute the executor cannot read is the node's failure, at compile time.
+    let s = unary_json("SoftmaxActivation", &[("mode", "sideways")]);
+    assert!(matches!(Executor::new(&s), Err(Error::NodeFailed { node, .. }) if node == "y"));
+    let s = unary_json("transpose", &[("axes", "(0, -1, 1)")]);
+    assert!(matches!(Executor::new(&s), Err(Error::NodeFailed { node, .. }) if node == "y"));
     let s = unary_json("log_softmax", &[("use_length", "True")]);
     assert!(
         matches!(Executor::new(&s), Err(Error::UnsupportedOperator { node, .. }) if node == "y")
