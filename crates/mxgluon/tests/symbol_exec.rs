@@ -1200,7 +1200,13 @@ fn reshape_special_codes() {
 #[test]
 fn identity_and_block_grad() {
     let x = rand64(&[2, 3], 0.3);
-    for op in ["_copy", "identity", "BlockGrad", "stop_gradient"] {
+    for op in [
+        "_copy",
+        "identity",
+        "_npi_copy",
+        "BlockGrad",
+        "stop_gradient",
+    ] {
         let s = unary_json(op, &[]);
         assert_close(&run1(&s, &[("x", &x)]), &x.to_f64_vec(), &[2, 3], 0.0);
     }
@@ -1277,7 +1283,7 @@ fn unary_math() {
 
 #[test]
 fn add_n_sums_every_input() {
-    for op in ["add_n", "ElementWiseSum"] {
+    for op in ["add_n", "ElementWiseSum", "_add_n"] {
         let s = load(
             &[
                 ("null", "a", &[], &[]),
