@@ -74,7 +74,26 @@ impl BlockBase {
     /// naming hint), with an explicit `prefix` or an automatic one, and sharing the parameters of
     /// `params` when given (Gluon's `Block(prefix, params)`, spec §4.1).
     pub fn new(class: &'static str, prefix: Option<&str>, params: Option<&ParameterDict>) -> Self {
-        let hint = class.to_lowercase();
+        BlockBase::with_alias(class, &class.to_lowercase(), prefix, params)
+    }
+
+    /// [`BlockBase::new`] with an explicit naming hint `alias` instead of the lower-cased class
+    /// name (Gluon's `_alias()`: an `nn.Activation("relu")` is named `relu0_`, not
+    /// `activation0_`).
+    ///
+    /// ```
+    /// use mxgluon::gluon::BlockBase;
+    /// let base = BlockBase::with_alias("Activation", "tanh", None, None);
+    /// assert_eq!(base.prefix(), "tanh0_");
+    /// assert_eq!(base.class(), "Activation");
+    /// ```
+    pub fn with_alias(
+        class: &'static str,
+        alias: &str,
+        prefix: Option<&str>,
+        params: Option<&ParameterDict>,
+    ) -> Self {
+        let hint = alias.to_string();
         let current = SCOPES.with(|s| s.borrow().last().cloned());
         let (prefix, dict) = match current {
             None => {

@@ -11,14 +11,16 @@ use crate::gluon::symbol_block::sym_op;
 use crate::gluon::Parameter;
 use crate::init::{self, InitSpec};
 use crate::nd::{self, ActType, LeakyAct, NDArray};
-use crate::symbol::{py_float, py_tuple, Symbol};
+use crate::symbol::{py_bool, py_float, py_tuple, Symbol};
 
-/// Applies an activation function elementwise (Gluon's `nn.Activation`).
+/// Applies an activation function elementwise (Gluon's `nn.Activation`). As in Gluon, the
+/// block is named after its activation (`relu0_`, `tanh0_`), not after its class.
 ///
 /// ```
 /// use mxgluon::gluon::{nn::Activation, Block};
 /// use mxgluon::nd::{self, ActType};
 /// let a = Activation::new(ActType::Relu);
+/// assert!(a.prefix().starts_with("relu"));
 /// let y = a.forward(&nd::array(&[-1.0f32, 2.0], &[2], None)?)?;
 /// assert_eq!(y.to_vec::<f32>()?, vec![0.0, 2.0]);
 /// # Ok::<(), mxgluon::Error>(())
@@ -32,7 +34,7 @@ impl Activation {
     /// The layer for `act`.
     pub fn new(act: ActType) -> Activation {
         Activation {
-            base: BlockBase::new("Activation", None, None),
+            base: BlockBase::with_alias("Activation", act.name(), None, None),
             act,
         }
     }
@@ -248,8 +250,9 @@ impl Block for Dropout {
     }
     fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
         if self.rate == 0.0 {
-            // Gluon emits an identity here, which changes nothing.
-            return Ok(x.clone());
+            // Gluon applies `F.identity` without a name: a `_copy` node named by the block
+            // scope's first automatic name.
+            return super::raw_op("_copy", &[x], &[], &format!("{}identity0", self.prefix()));
         }
         sym_op(
             "Dropout",
@@ -431,6 +434,24 @@ impl Block for Embedding {
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
         let w = self.weight.data(x.context())?;
         nd::embedding_ex(x, &w, self.sparse_grad)
+    }
+    /// MXNet's `Embedding` operator on `x` and the weight's variable, named `<prefix>fwd`
+    /// with Gluon's attributes (`dtype`, `input_dim`, `output_dim`, `sparse_grad`). The
+    /// symbol module does not model this operator: MXNet runs the exported graph, mxgluon's
+    /// own executor does not.
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let w = self.weight.var();
+        super::raw_op(
+            "Embedding",
+            &[x, &w],
+            &[
+                ("dtype", self.dtype.name().to_string()),
+                ("input_dim", self.input_dim.to_string()),
+                ("output_dim", self.output_dim.to_string()),
+                ("sparse_grad", py_bool(self.sparse_grad).to_string()),
+            ],
+            &format!("{}fwd", self.prefix()),
+        )
     }
     fn describe(&self) -> String {
         format!(

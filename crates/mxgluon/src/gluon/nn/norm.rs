@@ -414,6 +414,23 @@ impl Block for LayerNorm {
         let b = self.base.param_data(&self.beta, ctx, || self.infer(x))?;
         nd::layer_norm(x, &g, &b, self.axis, self.epsilon)
     }
+    /// MXNet's `LayerNorm` operator on `x`, `gamma` and `beta` with the attributes Gluon
+    /// passes (`axis`, `eps`; `center` / `scale` only fix the parameters' `grad_req`), named
+    /// by the block scope's first automatic name (`<prefix>layernorm0`) as Gluon names it.
+    /// The symbol module does not model this operator: MXNet runs the exported graph,
+    /// mxgluon's own executor does not.
+    fn hybrid_symbol(&self, x: &Symbol) -> Result<Symbol> {
+        let (g, b) = (self.gamma.var(), self.beta.var());
+        super::raw_op(
+            "LayerNorm",
+            &[x, &g, &b],
+            &[
+                ("axis", self.axis.to_string()),
+                ("eps", py_float(self.epsilon)),
+            ],
+            &format!("{}layernorm0", self.prefix()),
+        )
+    }
     fn describe(&self) -> String {
         let c = match self.gamma.shape() {
             Some(s) if s.first().is_some_and(|&c| c > 0) => s[0].to_string(),
