@@ -108,6 +108,17 @@ enum Kernel {
         keepdims: bool,
     },
     Transpose(Vec<usize>),
+    /// Inference only (made by [`fuse`]): a convolution with the `BatchNorm`, residual
+    /// `elemwise_add` and ReLU that follow it folded into its epilogue. Inputs: the
+    /// convolution's (data, weight, bias unless `no_bias`), then BatchNorm's gamma, beta,
+    /// moving mean and moving variance when `bn` is set, then the residual when `residual`.
+    ConvFused {
+        conv: ConvOptions,
+        /// BatchNorm's `(eps, fix_gamma)`.
+        bn: Option<(f64, bool)>,
+        residual: bool,
+        relu: bool,
+    },
 }
 
 /// One step of a plan.
@@ -162,6 +173,8 @@ pub struct Executor {
     /// Which variables some step actually reads.
     var_used: Vec<bool>,
     steps: Vec<Step>,
+    /// The inference plan (operator fusion applied), when fusion changed anything.
+    fused: Option<Vec<Step>>,
     num_slots: usize,
     heads: Vec<usize>,
 }
@@ -504,22 +517,9 @@ impl Executor {
             check(n, o, "the graph's outputs")?;
         }
         let heads: Vec<usize> = g.heads().iter().map(|&(n, o)| g.entry_id(n, o)).collect();
-        // Last readers.
         let num_slots = g.num_entries();
-        let mut last: Vec<Option<usize>> = vec![None; num_slots];
-        for (si, s) in steps.iter().enumerate() {
-            for &x in &s.inputs {
-                last[x] = Some(si);
-            }
-        }
-        for &h in &heads {
-            last[h] = None;
-        }
-        for (slot, l) in last.iter().enumerate() {
-            if let Some(si) = l {
-                steps[*si].release.push(slot);
-            }
-        }
+        set_releases(&mut steps, &heads, num_slots);
+        let fused = fuse(&steps, &heads, num_slots);
         let mut read = vec![false; num_slots];
         for s in &steps {
             for &x in &s.inputs {
@@ -541,6 +541,7 @@ impl Executor {
             var_slots,
             var_used,
             steps,
+            fused,
             num_slots,
             heads,
         })
@@ -565,6 +566,24 @@ impl Executor {
     /// Number of operator steps in the plan.
     pub fn num_steps(&self) -> usize {
         self.steps.len()
+    }
+
+    /// Number of steps of the inference plan: the plan with every `Convolution → [BatchNorm]
+    /// → [elemwise_add residual] → [ReLU]` chain fused into one
+    /// [`nd::convolution_fused`] step. [`Executor::run`] takes this plan outside training
+    /// mode when autograd is not recording.
+    ///
+    /// ```
+    /// use mxgluon::symbol::{Activation, BatchNorm, Convolution, Executor, Symbol};
+    /// use mxgluon::nd::ActType;
+    /// let c = Convolution::new([3, 3], 8).pad([1, 1]).no_bias(true).build(&Symbol::var("x"))?;
+    /// let y = Activation::new(ActType::Relu).build(&BatchNorm::new().build(&c)?)?;
+    /// let exec = Executor::new(&y)?;
+    /// assert_eq!((exec.num_steps(), exec.num_inference_steps()), (3, 1));
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn num_inference_steps(&self) -> usize {
+        self.fused.as_ref().map_or(self.steps.len(), Vec::len)
     }
 
     /// Runs the graph with `values[i]` for [`Executor::variables`]`[i]` and returns its
@@ -599,8 +618,13 @@ impl Executor {
             }
         }
         let training = autograd::is_training();
-        let mut args: Vec<NDArray> = Vec::with_capacity(8);
-        for step in &self.steps {
+        // The fused plan computes BatchNorm with its moving statistics and records nothing.
+        let plan = match &self.fused {
+            Some(f) if !training && !autograd::is_recording() => f,
+            _ => &self.steps,
+        };
+        let mut args: Vec<NDArray> = Vec::with_capacity(12);
+        for step in plan {
             args.clear();
             for &x in &step.inputs {
                 // Every input slot is filled: variables above, operator outputs by earlier
@@ -641,6 +665,141 @@ impl Executor {
             },
         }
     }
+}
+
+/// Sets every step's `release` list: the slots whose last reader it is (graph outputs are
+/// never released).
+fn set_releases(steps: &mut [Step], heads: &[usize], num_slots: usize) {
+    let mut last: Vec<Option<usize>> = vec![None; num_slots];
+    for (si, s) in steps.iter().enumerate() {
+        for &x in &s.inputs {
+            last[x] = Some(si);
+        }
+    }
+    for &h in heads {
+        last[h] = None;
+    }
+    for s in steps.iter_mut() {
+        s.release.clear();
+    }
+    for (slot, l) in last.iter().enumerate() {
+        if let Some(si) = l {
+            steps[*si].release.push(slot);
+        }
+    }
+}
+
+/// The inference plan: each `Convolution` whose output feeds only a channel-axis
+/// `BatchNorm`, then (optionally) only an `elemwise_add`, then (optionally) only a ReLU,
+/// becomes one [`Kernel::ConvFused`] step placed where the chain's last step was (every
+/// input of the chain is computed by then). An intermediate that is also a graph output, or
+/// has another reader, ends the chain. `None` when nothing was fused.
+fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); num_slots];
+    for (si, s) in steps.iter().enumerate() {
+        for &x in &s.inputs {
+            readers[x].push(si);
+        }
+    }
+    let mut is_head = vec![false; num_slots];
+    for &h in heads {
+        is_head[h] = true;
+    }
+    let mut absorbed = vec![false; steps.len()];
+    // The only step reading `slot`, when exactly one does (once), it is not part of a chain
+    // already, and the slot is no output.
+    let sole_reader = |slot: usize, absorbed: &[bool]| -> Option<usize> {
+        match readers[slot][..] {
+            [r] if !is_head[slot] && !absorbed[r] => Some(r),
+            _ => None,
+        }
+    };
+    // Fused step by the index of the step it replaces (the chain's last).
+    let mut at: HashMap<usize, Step> = HashMap::new();
+    for (ci, c) in steps.iter().enumerate() {
+        let Kernel::Convolution(conv) = &c.kernel else {
+            continue;
+        };
+        let spatial = conv.kernel.len() as i64;
+        let mut inputs = c.inputs.clone();
+        let mut last = ci;
+        let mut bn = None;
+        let mut residual = false;
+        let mut relu = false;
+        if let Some(r) = sole_reader(steps[last].output, &absorbed) {
+            if let Kernel::BatchNorm { opts, axis } = &steps[r].kernel {
+                // The channel axis of an (N, C, *spatial) output.
+                let channel = *axis == 1 || *axis == -(spatial + 1);
+                if channel && steps[r].inputs.len() == 5 && steps[r].inputs[0] == c.output {
+                    inputs.extend_from_slice(&steps[r].inputs[1..]);
+                    bn = Some((opts.eps, opts.fix_gamma));
+                    last = r;
+                }
+            }
+        }
+        if let Some(r) = sole_reader(steps[last].output, &absorbed) {
+            let s = &steps[r];
+            if let Kernel::Binary {
+                op: BinaryOp::Add,
+                same_shape: true,
+            } = s.kernel
+            {
+                let out = steps[last].output;
+                if let [a, b] = s.inputs[..] {
+                    inputs.push(if a == out { b } else { a });
+                    residual = true;
+                    last = r;
+                }
+            }
+        }
+        if let Some(r) = sole_reader(steps[last].output, &absorbed) {
+            if let Kernel::Activation(ActType::Relu) = steps[r].kernel {
+                relu = true;
+                last = r;
+            }
+        }
+        if last == ci {
+            continue;
+        }
+        // Mark the chain's steps (conv, then each sole reader up to `last`).
+        absorbed[ci] = true;
+        let mut cur = c.output;
+        while let Some(r) = sole_reader(cur, &absorbed) {
+            absorbed[r] = true;
+            if r == last {
+                break;
+            }
+            cur = steps[r].output;
+        }
+        at.insert(
+            last,
+            Step {
+                kernel: Kernel::ConvFused {
+                    conv: conv.clone(),
+                    bn,
+                    residual,
+                    relu,
+                },
+                inputs,
+                output: steps[last].output,
+                release: Vec::new(),
+                node: c.node,
+            },
+        );
+    }
+    if at.is_empty() {
+        return None;
+    }
+    let mut plan = Vec::with_capacity(steps.len());
+    for (si, s) in steps.iter().enumerate() {
+        if let Some(f) = at.remove(&si) {
+            plan.push(f);
+        } else if !absorbed[si] {
+            plan.push(s.clone());
+        }
+    }
+    set_releases(&mut plan, heads, num_slots);
+    Some(plan)
 }
 
 fn norm_axis(axis: i64, ndim: usize, what: &str) -> Result<usize> {
@@ -690,6 +849,32 @@ fn eval(k: &Kernel, a: &[NDArray], training: bool) -> Result<NDArray> {
             arity(2)?;
             let bias = if o.no_bias { None } else { a.get(2) };
             nd::convolution(x, &a[1], bias, o)
+        }
+        Kernel::ConvFused {
+            conv,
+            bn,
+            residual,
+            relu,
+        } => {
+            let nc = if conv.no_bias { 2 } else { 3 };
+            let nb = if bn.is_some() { 4 } else { 0 };
+            arity(nc + nb + usize::from(*residual))?;
+            let bias = (!conv.no_bias).then(|| &a[2]);
+            let mut epi = match bn {
+                Some((eps, fix_gamma)) => nd::ConvEpilogue::batch_norm(
+                    &a[nc],
+                    &a[nc + 1],
+                    &a[nc + 2],
+                    &a[nc + 3],
+                    *eps,
+                    *fix_gamma,
+                )?,
+                None => nd::ConvEpilogue::new(),
+            };
+            if *residual {
+                epi = epi.residual(a[nc + nb].clone());
+            }
+            nd::convolution_fused(x, &a[1], bias, conv, &epi.relu(*relu))
         }
         Kernel::BatchNorm { opts, axis } => {
             arity(5)?;
@@ -863,5 +1048,145 @@ mod tests {
         assert!(e.steps[1].release.iter().all(|&r| r != e.steps[0].output));
         assert!(e.steps[2].release.contains(&e.steps[0].output));
         assert!(!e.steps[2].release.contains(&e.steps[2].output));
+    }
+
+    use crate::symbol::ops::BinaryOp;
+    use crate::symbol::{Activation, BatchNorm, Convolution, Elemwise};
+
+    fn conv(x: &Symbol, name: &str, ch: usize, k: usize, stride: usize) -> Symbol {
+        Convolution::new([k, k], ch)
+            .stride([stride, stride])
+            .pad([k / 2, k / 2])
+            .no_bias(k == 3)
+            .name(name)
+            .build(x)
+            .unwrap()
+    }
+
+    fn bn(x: &Symbol, name: &str) -> Symbol {
+        BatchNorm::new()
+            .fix_gamma(false)
+            .eps(1e-5)
+            .name(name)
+            .build(x)
+            .unwrap()
+    }
+
+    fn relu(x: &Symbol) -> Symbol {
+        Activation::new(ActType::Relu).build(x).unwrap()
+    }
+
+    fn add(a: &Symbol, b: &Symbol) -> Symbol {
+        Elemwise::new(BinaryOp::Add).build(a, b).unwrap()
+    }
+
+    /// Random values for every variable (`x` is the input), BatchNorm variances positive.
+    fn values(e: &Executor, x_shape: &[usize], sym: &Symbol) -> Vec<NDArray> {
+        let known = [("x", x_shape)];
+        let shapes = sym.infer_shape(known).unwrap();
+        let mut by_name = HashMap::new();
+        for (n, sh) in sym.list_arguments().into_iter().zip(shapes.arg_shapes) {
+            by_name.insert(n, sh.unwrap());
+        }
+        for (n, sh) in sym
+            .list_auxiliary_states()
+            .into_iter()
+            .zip(shapes.aux_shapes)
+        {
+            by_name.insert(n, sh.unwrap());
+        }
+        e.variables()
+            .iter()
+            .map(|v| {
+                let (lo, hi) = if v.ends_with("_var") || v.ends_with("_gamma") {
+                    (0.5, 1.5)
+                } else {
+                    (-1.0, 1.0)
+                };
+                crate::random::uniform(
+                    lo,
+                    hi,
+                    &by_name[v],
+                    crate::DType::Float32,
+                    crate::Context::cpu(0),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Runs the inference plan and the unfused plan (autograd recording in predict mode takes
+    /// the unfused plan) and checks they agree.
+    fn check_fused_matches(sym: &Symbol, x_shape: &[usize], expect_steps: usize) {
+        let e = Executor::new(sym).unwrap();
+        assert_eq!(e.num_inference_steps(), expect_steps, "{:?}", e.fused);
+        let vals = values(&e, x_shape, sym);
+        let fused = e.run(&vals).unwrap();
+        let plain = {
+            let _rec = autograd::record_with(false);
+            e.run(&vals).unwrap()
+        };
+        for (f, p) in fused.iter().zip(&plain) {
+            assert_eq!(f.shape(), p.shape());
+            let (f, p) = (f.to_vec::<f32>().unwrap(), p.to_vec::<f32>().unwrap());
+            for (a, b) in f.iter().zip(&p) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_residual_block_with_a_downsample_fuses_into_three_convolutions() {
+        let x = Symbol::var("x");
+        let y = relu(&bn(&conv(&x, "c0", 8, 3, 2), "b0"));
+        let y = bn(&conv(&y, "c1", 8, 3, 1), "b1");
+        let skip = bn(&conv(&x, "c2", 8, 1, 2), "b2");
+        let out = relu(&add(&y, &skip));
+        // c0+b0+relu, c1+b1+add+relu, c2+b2
+        check_fused_matches(&out, &[2, 4, 9, 9], 3);
+    }
+
+    #[test]
+    fn an_identity_shortcut_and_a_biased_convolution_fuse() {
+        let x = Symbol::var("x");
+        let y = relu(&bn(&conv(&x, "c0", 4, 1, 1), "b0"));
+        let y = bn(&conv(&y, "c1", 4, 3, 1), "b1");
+        check_fused_matches(&relu(&add(&y, &x)), &[1, 4, 6, 6], 2);
+        // conv → relu only, and conv → add (no BatchNorm)
+        let z = relu(&conv(&x, "c2", 4, 3, 1));
+        check_fused_matches(&z, &[1, 4, 6, 6], 1);
+        check_fused_matches(&add(&conv(&x, "c3", 4, 1, 1), &x), &[1, 4, 6, 6], 1);
+    }
+
+    #[test]
+    fn intermediates_read_twice_or_returned_end_the_chain() {
+        let x = Symbol::var("x");
+        let c = conv(&x, "c0", 4, 3, 1);
+        let b = bn(&c, "b0");
+        // The BatchNorm output is read by the relu and by the add: conv+bn fuse, the rest not.
+        let out = add(&relu(&b), &b);
+        check_fused_matches(&out, &[1, 4, 5, 5], 3);
+        // The convolution's output is also a graph output: nothing fuses.
+        let grouped = Symbol::group(&[c.clone(), relu(&bn(&c, "b1"))]).unwrap();
+        let e = Executor::new(&grouped).unwrap();
+        assert_eq!(e.num_inference_steps(), e.num_steps());
+        check_fused_matches(&grouped, &[1, 4, 5, 5], 3);
+    }
+
+    #[test]
+    fn training_mode_and_recording_take_the_unfused_plan() {
+        let x = Symbol::var("x");
+        let out = relu(&bn(&conv(&x, "c0", 4, 3, 1), "b0"));
+        let e = Executor::new(&out).unwrap();
+        let mut vals = values(&e, &[2, 3, 5, 5], &out);
+        vals[1].attach_grad(crate::GradReq::Write).unwrap();
+        let y = {
+            let _rec = autograd::record();
+            e.run(&vals).unwrap()
+        };
+        // Recorded: backward reaches the weight (the fused step is not recorded).
+        y[0].backward().unwrap();
+        let g = vals[1].grad().unwrap().to_vec::<f32>().unwrap();
+        assert!(g.iter().any(|v| *v != 0.0));
     }
 }
