@@ -1025,6 +1025,7 @@ mod simd {
         }
         for k in 0..kc {
             let bp = unsafe { b.offset(*offs.add(k)) };
+
             let mut bv = [_mm512_setzero_ps(); NV];
             for (j, v) in bv.iter_mut().enumerate() {
                 *v = if j + 1 == NV {
@@ -1076,6 +1077,43 @@ mod simd {
                     let p = c.wrapping_offset((i * ldc) as isize + sg.off);
                     unsafe { _mm512_mask_storeu_ps(p, sg.mask, row[j]) };
                 }
+            }
+        }
+    }
+
+    /// `dst[i] = src[2·i]` for every `i < dst.len()` (`src` must hold `2·dst.len() − 1`
+    /// elements): the stride-2 column gather of the phase planes, 16 outputs per two loads.
+    pub(super) fn every_other(dst: &mut [f32], src: &[f32]) {
+        let n = dst.len();
+        assert!(n == 0 || src.len() > 2 * (n - 1));
+        // Whole vectors while both source loads stay inside `src`.
+        let full = if std::arch::is_x86_feature_detected!("avx512f") {
+            (src.len() / 32).min(n / 16)
+        } else {
+            0
+        };
+        if full > 0 {
+            // SAFETY: AVX-512F was detected; the reads src[32·v .. 32·v + 32] and writes
+            // dst[16·v .. 16·v + 16] are in bounds for v < full (asserted by `full`'s bound).
+            unsafe { every_other_avx512(dst.as_mut_ptr(), src.as_ptr(), full) };
+        }
+        for i in 16 * full..n {
+            dst[i] = src[2 * i];
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available; `src` must hold `32·vectors` and `dst` `16·vectors`
+    /// elements.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn every_other_avx512(dst: *mut f32, src: *const f32, vectors: usize) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for v in 0..vectors {
+            // SAFETY: in bounds by the caller's contract.
+            unsafe {
+                let lo = _mm512_loadu_ps(src.add(32 * v));
+                let hi = _mm512_loadu_ps(src.add(32 * v + 16));
+                _mm512_storeu_ps(dst.add(16 * v), _mm512_permutex2var_ps(lo, even, hi));
             }
         }
     }
@@ -1231,7 +1269,12 @@ impl Fast<'_> {
             phases,
             slots,
             offs,
-            rows_per: (PW / vdims[2]).max(1),
+            rows_per: {
+                // At most PW virtual positions per item, and items of (nearly) equal height:
+                // 14 rows in two items are 7 + 7, not 12 + 2.
+                let most = (PW / vdims[2]).max(1);
+                g.out[1].div_ceil(g.out[1].div_ceil(most).max(1)).max(1)
+            },
         }
     }
 
@@ -1278,6 +1321,8 @@ impl Fast<'_> {
                         let s0 = ((lo * sw) as isize + off) as usize;
                         if sw == 1 {
                             row[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                        } else if sw == 2 {
+                            simd::every_other(&mut row[lo..hi], &src[s0..]);
                         } else {
                             for (o, v) in row[lo..hi].iter_mut().zip(src[s0..].iter().step_by(sw)) {
                                 *o = *v;
@@ -1421,6 +1466,31 @@ impl Fast<'_> {
     }
 }
 
+/// How to split `mg` output channels so that `items × chunks` tasks share out evenly over
+/// `threads`: `(channels per chunk, chunks)`, chunks of whole micro-kernel heights (`MR`).
+/// Picks the fewest chunks whose tasks keep every thread busy at least 90% of the time
+/// (counting tasks as equal), with at least two tasks per thread; failing that, the most
+/// even split found.
+#[cfg(target_arch = "x86_64")]
+fn channel_split(items: usize, mg: usize, threads: usize) -> (usize, usize) {
+    let max_chunks = mg.div_ceil(MR).max(1);
+    let mut best = (mg.max(1), 1, 0.0f64);
+    for want in 1..=max_chunks {
+        let mstep = mg.div_ceil(want).next_multiple_of(MR);
+        let chunks = mg.div_ceil(mstep).max(1);
+        let tasks = items * chunks;
+        let rounds = tasks.div_ceil(threads);
+        let busy = tasks as f64 / (rounds * threads) as f64;
+        if busy >= 0.9 && tasks >= 2 * threads {
+            return (mstep, chunks);
+        }
+        if busy > best.2 + 1e-9 {
+            best = (mstep, chunks, busy);
+        }
+    }
+    (best.0, best.1)
+}
+
 /// The f32 forward pass with the AVX-512 micro-kernel; `false` when the CPU lacks AVX-512F
 /// (the caller then uses the portable path).
 #[cfg(target_arch = "x86_64")]
@@ -1473,15 +1543,10 @@ fn forward_fast_f32(
         }
         return true;
     }
-    // Few images: split each one's rows, and its output channels when there are fewer row
-    // ranges than threads.
-    let mchunks = if items >= 2 * threads {
-        1
-    } else {
-        (2 * threads).div_ceil(items).min(mg.div_ceil(MR))
-    };
-    let mstep = mg.div_ceil(mchunks).next_multiple_of(MR);
-    let mchunks = mg.div_ceil(mstep);
+    // Few images: split each one's rows, and its output channels too unless the row ranges
+    // alone already give every thread an equal share (5 row ranges on 2 threads would leave
+    // one idle for a fifth of the time: 10 tasks of half the channels do not).
+    let (mstep, mchunks) = channel_split(items, mg, threads);
     for u in 0..units {
         let (n, grp) = (u / g.groups, u % g.groups);
         with_planes(n, grp, planes_len >= 1 << 16, &mut |planes| {
@@ -2649,5 +2714,41 @@ mod tests {
             convolution(&xi, &wi, None, &o),
             Err(Error::UnsupportedDType { .. })
         ));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_other_matches_a_strided_copy_for_all_lengths() {
+        for n in 0..80usize {
+            // The tightest source (2n − 1 elements) and a roomy one.
+            for extra in [0usize, 7] {
+                let len = (2 * n).saturating_sub(1) + extra;
+                let src: Vec<f32> = (0..len).map(|v| v as f32 * 0.5 - 3.0).collect();
+                let mut dst = vec![f32::NAN; n];
+                simd::every_other(&mut dst, &src);
+                let want: Vec<f32> = (0..n).map(|i| src[2 * i]).collect();
+                assert_eq!(dst, want, "n = {n}, extra = {extra}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn channel_split_keeps_both_threads_busy() {
+        // 5 row ranges on 2 threads: split the channels in two (10 equal tasks).
+        assert_eq!(channel_split(5, 128, 2), (64, 2));
+        // 19 row ranges: 10 rounds of 2, 95% busy, no channel split.
+        assert_eq!(channel_split(19, 64, 2), (64, 1));
+        // 1 row range: at least 2 tasks per thread.
+        assert_eq!(channel_split(1, 512, 2), (128, 4));
+        // A single thread needs no split beyond two tasks.
+        let (step, chunks) = channel_split(1, 8, 4);
+        assert_eq!((step, chunks), (8, 1));
+        // Chunks are whole micro-kernel heights and cover every channel.
+        for (items, mg, threads) in [(3, 100, 2), (2, 24, 3), (7, 1000, 2)] {
+            let (step, chunks) = channel_split(items, mg, threads);
+            assert_eq!(step % MR, 0);
+            assert!(step * chunks >= mg && step * (chunks - 1) < mg);
+        }
     }
 }
