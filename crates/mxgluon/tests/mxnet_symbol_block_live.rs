@@ -457,5 +457,18 @@ fn our_exported_embedding_layernorm_net_runs_in_mxnet() {
     assert_eq!(ours.shape(), &[2, 5, 3]);
     let err = rel_err(&ours, &theirs);
     assert!(err < 1e-5, "relative error {err}");
+    // The exported files also run through our own executor (Embedding and LayerNorm nodes).
+    let back = SymbolBlock::imports(
+        dir.join("emb-symbol.json"),
+        &["data"],
+        Some(dir.join("emb-0000.params")),
+        Context::cpu(0),
+    )
+    .unwrap();
+    let again = back.forward(&x).unwrap();
+    assert_eq!(
+        again.to_vec::<f32>().unwrap(),
+        ours.to_vec::<f32>().unwrap()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

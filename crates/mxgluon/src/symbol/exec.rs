@@ -108,6 +108,15 @@ enum Kernel {
         keepdims: bool,
     },
     Transpose(Vec<usize>),
+    /// `Embedding`: rows of the weight picked by the (integer-valued) data.
+    Embedding {
+        sparse_grad: bool,
+    },
+    /// `LayerNorm` over `axis` (inputs data, gamma, beta).
+    LayerNorm {
+        axis: i64,
+        eps: f64,
+    },
     /// Inference only (made by [`fuse`]): a convolution with the `BatchNorm`, residual
     /// `elemwise_add` and ReLU that follow it folded into its epilogue. Inputs: the
     /// convolution's (data, weight, bias unless `no_bias`), then BatchNorm's gamma, beta,
@@ -412,6 +421,22 @@ fn extra_kernel(node: &super::Node) -> Result<Kernel> {
                 mean: op == "mean",
                 axes,
                 keepdims: attr(node, "keepdims").and_then(parse_bool) == Some(true),
+            }
+        }
+        "Embedding" => Kernel::Embedding {
+            sparse_grad: attr(node, "sparse_grad").and_then(parse_bool) == Some(true),
+        },
+        "LayerNorm" => {
+            if attr(node, "output_mean_var").and_then(parse_bool) == Some(true) {
+                return Err(unsupported(node, "output_mean_var"));
+            }
+            let axis = match attr(node, "axis") {
+                None => -1,
+                Some(s) => parse_int(s).ok_or_else(|| bad_attr(node, "axis", s))?,
+            };
+            Kernel::LayerNorm {
+                axis,
+                eps: attr_float(node, "eps")?.unwrap_or(1e-5),
             }
         }
         "transpose" => {
@@ -850,6 +875,15 @@ fn eval(k: &Kernel, a: &[NDArray], training: bool) -> Result<NDArray> {
             let bias = if o.no_bias { None } else { a.get(2) };
             nd::convolution(x, &a[1], bias, o)
         }
+        Kernel::Embedding { sparse_grad } => {
+            arity(2)?;
+            nd::embedding_ex(x, &a[1], *sparse_grad)
+        }
+        Kernel::LayerNorm { axis, eps } => {
+            arity(3)?;
+            let ax = norm_axis(*axis, x.ndim(), "LayerNorm axis")?;
+            nd::layer_norm(x, &a[1], &a[2], ax as isize, *eps)
+        }
         Kernel::ConvFused {
             conv,
             bn,
@@ -1188,5 +1222,41 @@ mod tests {
         y[0].backward().unwrap();
         let g = vals[1].grad().unwrap().to_vec::<f32>().unwrap();
         assert!(g.iter().any(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn embedding_and_layer_norm_nodes_run_like_the_eager_operators() {
+        let json = r#"{"nodes": [
+            {"op": "null", "name": "data", "inputs": []},
+            {"op": "null", "name": "e_weight", "inputs": []},
+            {"op": "Embedding", "name": "e", "attrs": {"input_dim": "5", "output_dim": "4",
+             "dtype": "float32", "sparse_grad": "False"}, "inputs": [[0, 0, 0], [1, 0, 0]]},
+            {"op": "null", "name": "ln_gamma", "inputs": []},
+            {"op": "null", "name": "ln_beta", "inputs": []},
+            {"op": "LayerNorm", "name": "ln", "attrs": {"axis": "-1", "eps": "1e-05"},
+             "inputs": [[2, 0, 0], [3, 0, 0], [4, 0, 0]]}],
+            "arg_nodes": [0, 1, 3, 4], "node_row_ptr": [0, 1, 2, 3, 4, 5, 6],
+            "heads": [[5, 0, 0]], "attrs": {"mxnet_version": ["int", 10901]}}"#;
+        let sym = Symbol::load_json(json).unwrap();
+        let e = Executor::new(&sym).unwrap();
+        assert_eq!(e.variables(), ["data", "e_weight", "ln_gamma", "ln_beta"]);
+        let ctx = crate::Context::cpu(0);
+        let ids = nd::array(&[3.0f32, 0.0, 4.0], &[3], None).unwrap();
+        let w = crate::random::uniform(-1.0, 1.0, &[5, 4], crate::DType::Float32, ctx).unwrap();
+        let g = crate::random::uniform(0.5, 1.5, &[4], crate::DType::Float32, ctx).unwrap();
+        let b = crate::random::uniform(-0.5, 0.5, &[4], crate::DType::Float32, ctx).unwrap();
+        let y = e
+            .run(&[ids.clone(), w.clone(), g.clone(), b.clone()])
+            .unwrap();
+        let want = nd::layer_norm(&nd::embedding(&ids, &w).unwrap(), &g, &b, 1, 1e-5).unwrap();
+        assert_eq!(y[0].shape(), &[3, 4]);
+        assert_eq!(y[0].to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        // output_mean_var is not supported and is named
+        let bad = json.replace(
+            r#""eps": "1e-05"}"#,
+            r#""eps": "1e-05", "output_mean_var": "True"}"#,
+        );
+        let err = Executor::new(&Symbol::load_json(&bad).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("output_mean_var"), "{err}");
     }
 }
