@@ -213,6 +213,8 @@ struct PoolGeom {
     input: [usize; 3],
     out: [usize; 3],
     wins: [Vec<Win>; 3],
+    /// Kernel, stride and padding of the last axis (the vectorized max path reads them).
+    last: (usize, usize, usize),
     ptype: PoolType,
     include_pad: bool,
 }
@@ -358,6 +360,7 @@ fn resolve(data: &NDArray, o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
             input,
             out,
             wins,
+            last: (kernel[2], stride[2], pad[2]),
             ptype: o.pool_type,
             include_pad: o.count_include_pad,
         },
@@ -366,7 +369,13 @@ fn resolve(data: &NDArray, o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
 }
 
 /// One plane's forward pass; `row` is scratch of the input's last-axis length.
-fn forward_plane<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], row: &mut [T]) {
+fn forward_plane<T: Real>(
+    g: &PoolGeom,
+    x: &[T],
+    y: &mut [T],
+    row: &mut [T],
+    cols: &mut (Vec<T>, Vec<T>),
+) {
     let [_, ih, iw] = g.input;
     let [_, oh_n, ow_n] = g.out;
     let max = g.ptype == PoolType::Max;
@@ -389,6 +398,10 @@ fn forward_plane<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], row: &mut [T]) {
                 }
             }
             let yrow = &mut y[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+            if max {
+                max_columns(row, g.last, cols, yrow);
+                continue;
+            }
             for (o, ww) in yrow.iter_mut().zip(&g.wins[2]) {
                 let seg = &row[ww.lo..ww.hi];
                 *o = if max {
@@ -407,6 +420,37 @@ fn forward_plane<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], row: &mut [T]) {
                 };
             }
         }
+    }
+}
+
+/// The max over each last-axis window of `row` into `y`, vectorized: `row` is padded with
+/// the lowest value on both sides, the running max of `k` consecutive elements is taken for
+/// every start by `k` elementwise passes, and output `o` reads start `o·stride`. Padding and
+/// starts past the input count as the lowest value, as in the windowed fold this replaces.
+/// `bufs` is scratch.
+fn max_columns<T: Real>(
+    row: &[T],
+    (k, s, p): (usize, usize, usize),
+    bufs: &mut (Vec<T>, Vec<T>),
+    y: &mut [T],
+) {
+    let Some(last) = y.len().checked_sub(1) else {
+        return;
+    };
+    let span = last * s + 1;
+    let (padded, m) = bufs;
+    padded.clear();
+    padded.resize((span + k - 1).max(p + row.len()), T::LOWEST);
+    padded[p..p + row.len()].copy_from_slice(row);
+    m.clear();
+    m.resize(span, T::LOWEST);
+    for t in 0..k {
+        for (a, &b) in m.iter_mut().zip(&padded[t..t + span]) {
+            *a = if b > *a { b } else { *a };
+        }
+    }
+    for (o, out) in y.iter_mut().enumerate() {
+        *out = m[o * s];
     }
 }
 
@@ -470,9 +514,10 @@ fn forward<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T]) {
     // Planes `first..` of one task; indexing (not chunking) x keeps empty inputs working.
     let run = |first: usize, ys: &mut [T]| {
         let mut row = vec![T::ZERO; iw];
+        let mut cols = (Vec::new(), Vec::new());
         for (i, yp) in ys.chunks_exact_mut(pout).enumerate() {
             let p = first + i;
-            forward_plane(g, &x[p * pin..(p + 1) * pin], yp, &mut row);
+            forward_plane(g, &x[p * pin..(p + 1) * pin], yp, &mut row, &mut cols);
         }
     };
     match par_planes(g) {
