@@ -968,6 +968,10 @@ const NR: usize = 48;
 const KC: usize = 512;
 /// Virtual positions per work item (rounded to whole output rows).
 const PW: usize = 192;
+/// Phase planes of the images one task computes together stay below this (half of L2).
+const GROUP_PLANES_BYTES: usize = 1 << 20;
+/// Most images per task.
+const MAX_GROUP_IMAGES: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
@@ -1410,15 +1414,30 @@ impl Fast<'_> {
     /// item `it`, reading the reduction operand from `planes` (the phase planes, or the group's
     /// input when pointwise).
     fn item(&self, (n, grp): (usize, usize), it: usize, (m0, m1): (usize, usize), planes: &[f32]) {
+        self.item_images(grp, &[(n, planes)], it, (m0, m1));
+    }
+
+    /// [`Fast::item`] for several images of group `grp` at once (`imgs`: image and its
+    /// planes): each weight panel (`MR` channels × `KC` reduction rows, in L1) serves every
+    /// image's blocks before the next is loaded, so a layer with few output positions and
+    /// large weights reads its weights once per image group instead of once per image.
+    fn item_images(
+        &self,
+        grp: usize,
+        imgs: &[(usize, &[f32])],
+        it: usize,
+        (m0, m1): (usize, usize),
+    ) {
         let g = self.g;
         let (p, kg, mg) = (g.pout(), g.kg(), g.mg());
         let blocks = self.blocks(it);
         // Bounds: every unmasked read is below the last block's end plus the largest offset.
         let end = blocks.last().map_or(0, |b| b.q + b.width);
         let max_off = self.offs.iter().copied().max().unwrap_or(0) as usize;
-        assert!(end + max_off <= planes.len() && m1 <= mg && self.offs.len() == kg);
-        let row0 = n * g.m + grp * mg;
-        assert!((row0 + m1) * p <= self.y.1);
+        assert!(m1 <= mg && self.offs.len() == kg);
+        for &(n, planes) in imgs {
+            assert!(end + max_off <= planes.len() && (n * g.m + grp * mg + m1) * p <= self.y.1);
+        }
         if let Some(e) = self.epi {
             assert!(
                 e.a.len() >= g.m && e.b.len() >= g.m && e.res.is_none_or(|r| r.len() == self.y.1)
@@ -1429,37 +1448,42 @@ impl Fast<'_> {
             for m in (m0..m1).step_by(MR) {
                 let mr = MR.min(m1 - m);
                 let c0 = grp * mg + m;
-                // The epilogue runs on the last reduction block (the bias is folded into it).
-                let epi = self.epi.filter(|_| kb + kc == kg).map(|e| simd::Epi {
-                    a: e.a[c0..].as_ptr(),
-                    b: e.b[c0..].as_ptr(),
-                    res: e.res.map_or(std::ptr::null(), |r| {
-                        // SAFETY: row row0+m of the residual is in bounds (same layout as y).
-                        unsafe { r.as_ptr().add((row0 + m) * p) }
-                    }),
-                    relu: e.relu,
-                });
-                for blk in &blocks {
-                    let bias = match self.bias {
-                        Some(bs) if kb == 0 && self.epi.is_none() => bs[c0..].as_ptr(),
-                        _ => std::ptr::null(),
-                    };
-                    // SAFETY: reads are inside `planes` (asserted); weight rows grp·mg+m..
-                    // (mr of them, kc columns from kb) are in w; the segments address
-                    // positions of output rows row0+m.. (in y, asserted), which this item owns.
-                    unsafe {
-                        micro(
-                            mr,
-                            blk,
-                            kc,
-                            (self.w.as_ptr().add((grp * mg + m) * kg + kb), kg),
-                            (planes.as_ptr(), self.offs[kb..].as_ptr()),
-                            (self.y.0.add((row0 + m) * p), p),
-                            kb > 0,
-                            bias,
-                            epi.as_ref(),
-                        )
-                    };
+                let bias = match self.bias {
+                    Some(bs) if kb == 0 && self.epi.is_none() => bs[c0..].as_ptr(),
+                    _ => std::ptr::null(),
+                };
+                for &(n, planes) in imgs {
+                    let row0 = n * g.m + grp * mg;
+                    // The epilogue runs on the last reduction block (the bias is folded in).
+                    let epi = self.epi.filter(|_| kb + kc == kg).map(|e| simd::Epi {
+                        a: e.a[c0..].as_ptr(),
+                        b: e.b[c0..].as_ptr(),
+                        res: e.res.map_or(std::ptr::null(), |r| {
+                            // SAFETY: row row0+m of the residual is in bounds (same layout
+                            // as y, asserted above).
+                            unsafe { r.as_ptr().add((row0 + m) * p) }
+                        }),
+                        relu: e.relu,
+                    });
+                    for blk in &blocks {
+                        // SAFETY: reads are inside `planes` (asserted); weight rows grp·mg+m..
+                        // (mr of them, kc columns from kb) are in w; the segments address
+                        // positions of output rows row0+m.. (in y, asserted), which this
+                        // task owns.
+                        unsafe {
+                            micro(
+                                mr,
+                                blk,
+                                kc,
+                                (self.w.as_ptr().add((grp * mg + m) * kg + kb), kg),
+                                (planes.as_ptr(), self.offs[kb..].as_ptr()),
+                                (self.y.0.add((row0 + m) * p), p),
+                                kb > 0,
+                                bias,
+                                epi.as_ref(),
+                            )
+                        };
+                    }
                 }
             }
         }
@@ -1527,19 +1551,52 @@ fn forward_fast_f32(
         }
     };
     if !parallel || units >= 2 * threads {
-        // Whole images (and groups) per task.
-        let unit = |u: usize| {
-            let (n, grp) = (u / g.groups, u % g.groups);
-            with_planes(n, grp, false, &mut |planes| {
-                for it in 0..items {
-                    f.item((n, grp), it, (0, mg), planes);
-                }
-            });
-        };
-        if parallel {
-            (0..units).into_par_iter().for_each(unit);
+        // Whole images per task; with one group, several images per task share each weight
+        // panel (resnet's 14×14 and 7×7 stages read megabytes of weights per image), as long
+        // as their planes stay within half of L2 and every thread still gets two tasks.
+        let per_task = if g.groups == 1 && !f.pointwise {
+            let by_cache = (GROUP_PLANES_BYTES / (planes_len * 4)).max(1);
+            let by_threads = if parallel {
+                units / (2 * threads)
+            } else {
+                units
+            };
+            by_cache.min(by_threads).clamp(1, MAX_GROUP_IMAGES)
         } else {
-            (0..units).for_each(unit);
+            1
+        };
+        let task = |t: usize| {
+            let n0 = t * per_task;
+            let n1 = (n0 + per_task).min(units);
+            if per_task == 1 {
+                let (n, grp) = (n0 / g.groups, n0 % g.groups);
+                with_planes(n, grp, false, &mut |planes| {
+                    for it in 0..items {
+                        f.item((n, grp), it, (0, mg), planes);
+                    }
+                });
+                return;
+            }
+            // groups == 1 here: unit u is image u.
+            let mut buf = f32::take_scratch(planes_len * (n1 - n0));
+            for (i, n) in (n0..n1).enumerate() {
+                f.fill_planes(n, 0, &mut buf[i * planes_len..(i + 1) * planes_len], false);
+            }
+            let imgs: SmallVec<[(usize, &[f32]); MAX_GROUP_IMAGES]> = (n0..n1)
+                .enumerate()
+                .map(|(i, n)| (n, &buf[i * planes_len..(i + 1) * planes_len]))
+                .collect();
+            for it in 0..items {
+                f.item_images(0, &imgs, it, (0, mg));
+            }
+            drop(imgs);
+            f32::put_scratch(buf);
+        };
+        let tasks = units.div_ceil(per_task);
+        if parallel {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
         }
         return true;
     }
