@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use smallvec::SmallVec;
+
 use super::attr::{parse_bool, parse_float, parse_int, parse_tuple};
 use super::ops::{
     BinaryOp, DropoutMode, LeakyActType, OpParams, PoolType as SymPoolType,
@@ -766,6 +768,8 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
         };
         let spatial = conv.kernel.len() as i64;
         let mut inputs = c.inputs.clone();
+        // The chain's steps, convolution first.
+        let mut chain: SmallVec<[usize; 4]> = smallvec::smallvec![ci];
         let mut last = ci;
         let mut bn = None;
         let mut residual = false;
@@ -777,6 +781,7 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
                 if channel && steps[r].inputs.len() == 5 && steps[r].inputs[0] == c.output {
                     inputs.extend_from_slice(&steps[r].inputs[1..]);
                     bn = Some((opts.eps, opts.fix_gamma));
+                    chain.push(r);
                     last = r;
                 }
             }
@@ -792,6 +797,7 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
                 if let [a, b] = s.inputs[..] {
                     inputs.push(if a == out { b } else { a });
                     residual = true;
+                    chain.push(r);
                     last = r;
                 }
             }
@@ -799,21 +805,15 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
         if let Some(r) = sole_reader(steps[last].output, &absorbed) {
             if let Kernel::Activation(ActType::Relu) = steps[r].kernel {
                 relu = true;
+                chain.push(r);
                 last = r;
             }
         }
-        if last == ci {
+        if chain.len() == 1 {
             continue;
         }
-        // Mark the chain's steps (conv, then each sole reader up to `last`).
-        absorbed[ci] = true;
-        let mut cur = c.output;
-        while let Some(r) = sole_reader(cur, &absorbed) {
-            absorbed[r] = true;
-            if r == last {
-                break;
-            }
-            cur = steps[r].output;
+        for &si in &chain {
+            absorbed[si] = true;
         }
         at.insert(
             last,
