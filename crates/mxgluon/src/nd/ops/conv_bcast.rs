@@ -1,0 +1,738 @@
+//! The channel-vectorised AVX-512 forward pass for float32 2-D convolutions with one group
+//! and a multiple of 16 output channels (every convolution of the model zoo's ResNets).
+//!
+//! Each zmm accumulator holds 16 **output channels** of one output position. The micro-kernel
+//! computes 32 channels (two vectors) × up to [`R_MAX`] consecutive positions of one output
+//! row: per reduction row `k = (c, ky, kx)` it loads two vectors of packed weights and
+//! broadcasts one input value per position, so no lane is ever wasted on a padding column
+//! and any stride or dilation is a fixed displacement (no phase planes). The input is read in
+//! place, or from a zero-padded copy when the layer pads.
+//!
+//! The weights are packed once into panels of 32 channels (`[k][32]`, contiguous); the
+//! packed copy of an unchanged weight is kept (see [`packed_weights`]), so repeated inference
+//! packs nothing. Finished blocks are transposed back to NCHW in registers (a 16 × 16
+//! transpose per vector), where the fused epilogue (scale, shift, residual, ReLU) and the
+//! bias are applied to whole rows of positions.
+
+use std::arch::x86_64::*;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use super::{ConvGeom, EpiRef, Real, SendPtr, CONV_PAR_MIN_FLOP};
+use crate::nd::NDArray;
+
+/// Output channels per panel (two zmm vectors).
+const PANEL: usize = 32;
+/// Most output positions per micro-kernel call (2 × 14 accumulators + 2 weight vectors + one
+/// broadcast fill 31 of the 32 zmm registers).
+const R_MAX: usize = 14;
+/// Reduction rows per block: a panel's `KC × 32` weights (32 KiB) stay in L1 while every
+/// position of the rows being computed streams past them.
+const KC: usize = 256;
+/// Partial sums one call of [`rows`] keeps (64 KiB): it computes this many output rows of a
+/// panel together.
+const TILE_ELEMS: usize = 16 * 1024;
+/// How far ahead (in floats) the micro-kernel prefetches the weight stream: at batch 1 a
+/// deep layer's weights come from memory, read once per panel.
+const PREFETCH: usize = 2048;
+/// Padded inputs of the images one task computes together stay below this (half of L2).
+const GROUP_INPUT_BYTES: usize = 1 << 20;
+/// Most images per task.
+const MAX_GROUP_IMAGES: usize = 8;
+/// Bytes of packed weights kept across calls (all entries together).
+const PACK_CACHE_BYTES: usize = 256 << 20;
+/// Entries the pack cache remembers (packed or only seen once).
+const PACK_CACHE_ENTRIES: usize = 256;
+
+/// Whether this path computes `g` (the caller has checked float32 and AVX-512F).
+pub(super) fn applies(g: &ConvGeom) -> bool {
+    g.groups == 1
+        && g.m.is_multiple_of(16)
+        && g.input[0] == 1
+        && g.kernel[0] == 1
+        && g.pad[0] == 0
+        && matches!(g.stride[2], 1 | 2)
+        && g.kg() > 0
+        && g.pout() > 0
+        && g.n > 0
+}
+
+type CacheKey = (std::sync::Weak<crate::nd::storage::Storage>, usize, u64);
+
+struct PackEntry {
+    key: CacheKey,
+    m: usize,
+    kg: usize,
+    /// `None` for a weight seen once at this version (packed for keeps on its next use).
+    data: Option<Arc<Vec<f32>>>,
+}
+
+static PACKED: Mutex<Vec<PackEntry>> = Mutex::new(Vec::new());
+
+/// Packs `w` (`m × kg`, row-major) into panels of [`PANEL`] channels: panel `b` starts at
+/// `b·PANEL·kg` and holds `[k][width]` with `width = min(PANEL, m − b·PANEL)`.
+fn pack(w: &[f32], m: usize, kg: usize, out: &mut [f32]) {
+    let panels = m.div_ceil(PANEL);
+    let body = &mut out[..m * kg];
+    let fill = |(b, dst): (usize, &mut [f32])| {
+        let width = PANEL.min(m - b * PANEL);
+        for o in 0..width {
+            let src = &w[(b * PANEL + o) * kg..(b * PANEL + o + 1) * kg];
+            for (k, &v) in src.iter().enumerate() {
+                dst[k * width + o] = v;
+            }
+        }
+    };
+    if m * kg >= 1 << 18 && rayon::current_num_threads() > 1 {
+        body.par_chunks_mut(PANEL * kg)
+            .enumerate()
+            .take(panels)
+            .for_each(fill);
+    } else {
+        body.chunks_mut(PANEL * kg)
+            .enumerate()
+            .take(panels)
+            .for_each(fill);
+    }
+}
+
+/// Runs `f` on the packed form of `w` (`m × kg`). When `src` (the array `w` was read from,
+/// under its read lock) is given and was already seen unchanged, its packed copy is reused
+/// or made and kept; weights that change between calls (training) are packed into scratch
+/// every time and never kept.
+fn packed_weights<R>(
+    w: &[f32],
+    m: usize,
+    kg: usize,
+    src: Option<&NDArray>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let need = m * kg;
+    let cached = src.and_then(|arr| {
+        let mut cache = PACKED.lock().unwrap_or_else(|e| e.into_inner());
+        let found = cache
+            .iter()
+            .position(|e| e.m == m && e.kg == kg && arr.matches_cache_key(&e.key));
+        match found {
+            Some(i) => {
+                let mut e = cache.remove(i);
+                let data = match &e.data {
+                    Some(d) => d.clone(),
+                    None => {
+                        // Second sighting at the same version: pack for keeps, within budget.
+                        let mut v = vec![0.0f32; need];
+                        pack(w, m, kg, &mut v);
+                        let d = Arc::new(v);
+                        let mut used: usize = cache
+                            .iter()
+                            .map(|e| e.data.as_ref().map_or(0, |d| d.len() * 4))
+                            .sum();
+                        while used + need * 4 > PACK_CACHE_BYTES {
+                            match cache.iter().position(|e| e.data.is_some()) {
+                                Some(j) => {
+                                    used -= cache[j].data.as_ref().map_or(0, |d| d.len() * 4);
+                                    cache.remove(j);
+                                }
+                                None => break,
+                            }
+                        }
+                        if need * 4 <= PACK_CACHE_BYTES {
+                            e.data = Some(d.clone());
+                        }
+                        d
+                    }
+                };
+                cache.push(e);
+                Some(data)
+            }
+            None => {
+                if cache.len() >= PACK_CACHE_ENTRIES {
+                    cache.remove(0);
+                }
+                cache.push(PackEntry {
+                    key: arr.cache_key(),
+                    m,
+                    kg,
+                    data: None,
+                });
+                None
+            }
+        }
+    });
+    match cached {
+        Some(d) => f(&d),
+        None => {
+            let mut buf = f32::take_scratch(need);
+            pack(w, m, kg, &mut buf);
+            let r = f(&buf[..need]);
+            f32::put_scratch(buf);
+            r
+        }
+    }
+}
+
+/// The geometry of one problem on this path.
+struct Plan<'a> {
+    g: &'a ConvGeom,
+    /// Padded input plane: rows and row length (the input's own when nothing is padded).
+    hp: usize,
+    wp: usize,
+    padded: bool,
+    /// Offset of reduction row `k` in one image's (padded) input.
+    offs: Vec<isize>,
+    /// Output row split: `(first column, width)` of each block.
+    blocks: Vec<(usize, usize)>,
+}
+
+impl Plan<'_> {
+    fn new(g: &ConvGeom) -> Plan<'_> {
+        let [_, h, w] = g.input;
+        let [_, ph, pw] = g.pad;
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let [_, kh, kw] = g.kernel;
+        let [_, dh, dw] = g.dilate;
+        let mut offs = Vec::with_capacity(g.kg());
+        for c in 0..g.c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    offs.push((c * hp * wp + ky * dh * wp + kx * dw) as isize);
+                }
+            }
+        }
+        let ow = g.out[2];
+        let nb = ow.div_ceil(R_MAX);
+        let per = ow.div_ceil(nb);
+        let blocks = (0..ow)
+            .step_by(per)
+            .map(|x0| (x0, per.min(ow - x0)))
+            .collect();
+        Plan {
+            g,
+            hp,
+            wp,
+            padded: ph > 0 || pw > 0,
+            offs,
+            blocks,
+        }
+    }
+
+    /// Elements of one image's padded input (with slack: none is read past the end, but
+    /// the scratch is rounded up anyway).
+    fn image_len(&self) -> usize {
+        self.g.c * self.hp * self.wp + 16
+    }
+
+    /// Copies image `n` of `x` into its zero-padded form.
+    fn pad_image(&self, x: &[f32], n: usize, dst: &mut [f32], parallel: bool) {
+        let g = self.g;
+        let [_, h, w] = g.input;
+        let [_, ph, pw] = g.pad;
+        let (hp, wp) = (self.hp, self.wp);
+        let plane = h * w;
+        let xi = &x[n * g.c * plane..(n + 1) * g.c * plane];
+        let one = |(c, d): (usize, &mut [f32])| {
+            let src = &xi[c * plane..(c + 1) * plane];
+            d[..ph * wp].fill(0.0);
+            d[(ph + h) * wp..].fill(0.0);
+            for y in 0..h {
+                let row = &mut d[(ph + y) * wp..(ph + y + 1) * wp];
+                row[..pw].fill(0.0);
+                row[pw..pw + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+                row[pw + w..].fill(0.0);
+            }
+        };
+        let body = &mut dst[..g.c * hp * wp];
+        if parallel {
+            body.par_chunks_mut(hp * wp).enumerate().for_each(one);
+        } else {
+            body.chunks_mut(hp * wp).enumerate().for_each(one);
+        }
+        dst[g.c * hp * wp..].fill(0.0);
+    }
+}
+
+/// What finished blocks are stored with.
+struct Out<'a> {
+    y: SendPtr<f32>,
+    bias: Option<&'a [f32]>,
+    epi: Option<&'a EpiRef<'a, f32>>,
+}
+
+thread_local! {
+    /// Each thread's partial sums for [`rows`].
+    static TILE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Plan<'_> {
+    /// Output rows one call of [`rows`] computes together.
+    fn rows_per_call(&self) -> usize {
+        (TILE_ELEMS / (self.g.out[2] * PANEL)).max(1)
+    }
+}
+
+/// Computes output rows `oy0..oy1` (at most [`Plan::rows_per_call`]) of panel `b` (channels
+/// `b·PANEL..`) of image `n` from `xi` (the image's input as the plan reads it) and `wb` (the
+/// panel's packed weights): [`KC`] reduction rows at a time over every position of the rows,
+/// so that each block of weights is read from memory once and then served from L1.
+///
+/// # Safety
+/// AVX-512F must be available; `xi` must hold the image's (padded) input, `wb` the panel,
+/// and no other task may write these rows of these channels of image `n`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows(
+    p: &Plan<'_>,
+    out: &Out<'_>,
+    xi: &[f32],
+    wb: &[f32],
+    n: usize,
+    b: usize,
+    oy0: usize,
+    oy1: usize,
+) {
+    let g = p.g;
+    let width = PANEL.min(g.m - b * PANEL);
+    let [_, sh, sw] = g.stride;
+    let (kg, ow) = (g.kg(), g.out[2]);
+    assert!(oy0 < oy1 && oy1 <= g.out[1] && oy1 - oy0 <= p.rows_per_call());
+    // Bounds of every read: the last position of the last row plus the largest offset.
+    let last =
+        p.offs.last().copied().unwrap_or(0) as usize + ((oy1 - 1) * sh) * p.wp + (ow - 1) * sw;
+    assert!(last < xi.len() && wb.len() >= kg * width && p.offs.len() == kg);
+    let pout = g.pout();
+    let ybase = (n * g.m + b * PANEL) * pout;
+    assert!(ybase + (width - 1) * pout + oy1 * ow <= out.y.1);
+    let mut tile = TILE.with(std::cell::Cell::take);
+    let need = (oy1 - oy0) * ow * PANEL;
+    if tile.len() < need {
+        tile.resize(need, 0.0);
+    }
+    for kb in (0..kg).step_by(KC) {
+        let kc = KC.min(kg - kb);
+        // SAFETY: rows kb..kb + kc of the panel are inside `wb`.
+        let (w, offs) = unsafe { (wb.as_ptr().add(kb * width), p.offs.as_ptr().add(kb)) };
+        let mut oy = oy0;
+        while oy < oy1 {
+            if 2 * ow <= R_MAX && oy + 1 < oy1 {
+                // Narrow rows: one block of two whole rows (contiguous in the tile).
+                let t = &mut tile[(oy - oy0) * ow * PANEL..][..2 * ow * PANEL];
+                // SAFETY: both rows' reads are below `last` (asserted), the partial sums
+                // inside `t`.
+                unsafe {
+                    let xb = xi.as_ptr().add((oy * sh) * p.wp);
+                    let rs = (sh * p.wp) as isize;
+                    micro2(
+                        width / 16,
+                        ow,
+                        sw,
+                        kc,
+                        w,
+                        (xb, rs),
+                        offs,
+                        t.as_mut_ptr(),
+                        kb > 0,
+                    );
+                }
+                oy += 2;
+                continue;
+            }
+            for &(x0, r) in &p.blocks {
+                let t = &mut tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
+                // SAFETY: the block's reads are below `last` (asserted), its weights (rows
+                // kb..kb+kc of the panel) inside `wb`, its partial sums inside `t`.
+                unsafe {
+                    let xb = xi.as_ptr().add((oy * sh) * p.wp + x0 * sw);
+                    micro(width / 16, r, sw, kc, w, xb, offs, t.as_mut_ptr(), kb > 0);
+                }
+            }
+            oy += 1;
+        }
+    }
+    for oy in oy0..oy1 {
+        for &(x0, r) in &p.blocks {
+            let t = &tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
+            // SAFETY: rows ybase + o·pout + oy·ow + x0.. (r positions) of y belong to this
+            // task (asserted in bounds above).
+            unsafe { store(g, out, t, width, r, ybase + oy * ow + x0, b * PANEL) };
+        }
+    }
+    TILE.with(|c| c.set(tile));
+}
+
+/// Dispatches the micro-kernel on (vectors, positions, stride).
+///
+/// # Safety
+/// As [`kernel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro(
+    ocv: usize,
+    r: usize,
+    s: usize,
+    kg: usize,
+    w: *const f32,
+    xb: *const f32,
+    offs: *const isize,
+    t: *mut f32,
+    load: bool,
+) {
+    macro_rules! go {
+        ($($r:literal)*) => {
+            match (ocv, s, r) {
+                $(
+                    (1, 1, $r) => unsafe { kernel::<1, $r, 1, $r>(kg, w, (xb, 0), offs, t, load) },
+                    (1, 2, $r) => unsafe { kernel::<1, $r, 2, $r>(kg, w, (xb, 0), offs, t, load) },
+                    (2, 1, $r) => unsafe { kernel::<2, $r, 1, $r>(kg, w, (xb, 0), offs, t, load) },
+                    (2, 2, $r) => unsafe { kernel::<2, $r, 2, $r>(kg, w, (xb, 0), offs, t, load) },
+                )*
+                // Unreachable: panels hold 16 or 32 channels (m is a multiple of 16), blocks
+                // 1..=R_MAX positions, and `applies` admits strides 1 and 2 only.
+                _ => unreachable!("unsupported block shape"),
+            }
+        };
+    }
+    go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+}
+
+/// Dispatches the two-row micro-kernel: `w` positions of the row at `xb` and `w` of the row
+/// `rs` further.
+///
+/// # Safety
+/// As [`kernel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro2(
+    ocv: usize,
+    w: usize,
+    s: usize,
+    kg: usize,
+    wp: *const f32,
+    xb: (*const f32, isize),
+    offs: *const isize,
+    t: *mut f32,
+    load: bool,
+) {
+    macro_rules! go {
+        ($($w:literal $r:literal)*) => {
+            match (ocv, s, w) {
+                $(
+                    (1, 1, $w) => unsafe { kernel::<1, $r, 1, $w>(kg, wp, xb, offs, t, load) },
+                    (1, 2, $w) => unsafe { kernel::<1, $r, 2, $w>(kg, wp, xb, offs, t, load) },
+                    (2, 1, $w) => unsafe { kernel::<2, $r, 1, $w>(kg, wp, xb, offs, t, load) },
+                    (2, 2, $w) => unsafe { kernel::<2, $r, 2, $w>(kg, wp, xb, offs, t, load) },
+                )*
+                // Unreachable: two-row blocks are used for rows of at most R_MAX / 2 = 7
+                // positions (see `rows`).
+                _ => unreachable!("unsupported two-row block shape"),
+            }
+        };
+    }
+    go!(1 2 2 4 3 6 4 8 5 10 6 12 7 14)
+}
+
+/// `tile[j·PANEL + 16·v + lane] (+)= Σ_k w[k·16·OCV + 16·v + lane] · x_j[offs[k]]` for
+/// positions `j < R` and vectors `v < OCV` (adding to the tile's values when `load`), where
+/// position `j` is `x_j = xb + j·S` for `j < W` and `xb + rs + (j − W)·S` after (two rows).
+///
+/// # Safety
+/// AVX-512F must be available; `offs` must hold `kg` entries, `w` `kg·16·OCV` values, every
+/// `x_j + offs[k]` must be readable and `tile` must hold `R·PANEL` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const OCV: usize, const R: usize, const S: usize, const W: usize>(
+    kg: usize,
+    w: *const f32,
+    (xb, rs): (*const f32, isize),
+    offs: *const isize,
+    tile: *mut f32,
+    load: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); OCV]; R];
+    if load {
+        for (j, row) in acc.iter_mut().enumerate() {
+            for (v, a) in row.iter_mut().enumerate() {
+                // SAFETY: inside the tile by the caller's contract.
+                *a = unsafe { _mm512_loadu_ps(tile.add(j * PANEL + 16 * v)) };
+            }
+        }
+    }
+    for k in 0..kg {
+        // SAFETY (all unsafe blocks): in bounds by the caller's contract; prefetching
+        // addresses past the weights is harmless (a hint, never a fault).
+        let wk = unsafe { w.add(k * 16 * OCV) };
+        for v in 0..OCV {
+            _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(PREFETCH + 16 * v) as *const i8);
+        }
+        let mut wv = [_mm512_setzero_ps(); OCV];
+        for (v, x) in wv.iter_mut().enumerate() {
+            *x = unsafe { _mm512_loadu_ps(wk.add(16 * v)) };
+        }
+        let xk = unsafe { xb.offset(*offs.add(k)) };
+        let xk2 = xk.wrapping_offset(rs);
+        for (j, row) in acc.iter_mut().enumerate() {
+            let xj = if j < W {
+                unsafe { xk.add(j * S) }
+            } else {
+                unsafe { xk2.add((j - W) * S) }
+            };
+            let bv = _mm512_set1_ps(unsafe { *xj });
+            for (a, wvv) in row.iter_mut().zip(&wv) {
+                *a = _mm512_fmadd_ps(*wvv, bv, *a);
+            }
+        }
+    }
+    for (j, row) in acc.iter().enumerate() {
+        for (v, a) in row.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(tile.add(j * PANEL + 16 * v), *a) };
+        }
+    }
+}
+
+/// Stores a finished block: `tile` holds `r` positions × `width` channels; channel `o`'s
+/// `r` values go to `y[y0 + o·pout ..]` after the bias or the epilogue (channel `c0 + o`).
+///
+/// # Safety
+/// AVX-512F must be available; the `width` destination rows of `r` elements (and the
+/// residual's, same offsets) must be inside the output and owned by the caller.
+#[target_feature(enable = "avx512f")]
+unsafe fn store(
+    g: &ConvGeom,
+    out: &Out<'_>,
+    tile: &[f32],
+    width: usize,
+    r: usize,
+    y0: usize,
+    c0: usize,
+) {
+    let pout = g.pout();
+    let mask: u16 = if r >= 16 { 0xFFFF } else { (1u16 << r) - 1 };
+    for v in 0..width / 16 {
+        let mut rows = [_mm512_setzero_ps(); 16];
+        for (j, x) in rows.iter_mut().enumerate().take(r) {
+            *x = _mm512_loadu_ps(tile[j * PANEL + 16 * v..][..16].as_ptr());
+        }
+        let cols = transpose16(rows);
+        for (o, col) in cols.iter().enumerate() {
+            let c = c0 + 16 * v + o;
+            let mut val = *col;
+            let dst = y0 + (16 * v + o) * pout;
+            match out.epi {
+                Some(e) => {
+                    val = _mm512_fmadd_ps(val, _mm512_set1_ps(e.a[c]), _mm512_set1_ps(e.b[c]));
+                    if let Some(res) = e.res {
+                        // SAFETY: the residual is laid out like y (checked by the caller).
+                        let rv = unsafe { _mm512_maskz_loadu_ps(mask, res.as_ptr().add(dst)) };
+                        val = _mm512_add_ps(val, rv);
+                    }
+                    if e.relu {
+                        val = _mm512_max_ps(val, _mm512_setzero_ps());
+                    }
+                }
+                None => {
+                    if let Some(bs) = out.bias {
+                        val = _mm512_add_ps(val, _mm512_set1_ps(bs[c]));
+                    }
+                }
+            }
+            // SAFETY: the destination row belongs to the caller.
+            unsafe { _mm512_mask_storeu_ps(out.y.0.add(dst), mask, val) };
+        }
+    }
+}
+
+/// Transposes a 16 × 16 matrix held as 16 row vectors into its 16 column vectors.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // Stage 1: interleave pairs of rows (within each 128-bit lane).
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Stage 2: interleave pairs of pairs: u[4i + c] holds rows 4i..4i+4 of columns
+    // c, c+4, c+8, c+12 (one per 128-bit lane).
+    let mut u = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        let (a0, a1, a2, a3) = (
+            _mm512_castps_pd(t[4 * i]),
+            _mm512_castps_pd(t[4 * i + 1]),
+            _mm512_castps_pd(t[4 * i + 2]),
+            _mm512_castps_pd(t[4 * i + 3]),
+        );
+        u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    // Stages 3 and 4: gather the 128-bit lanes of the four row groups.
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        let v1 = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
+        let v2 = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
+        let v3 = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
+        let v4 = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        out[c + 4] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+        out[c + 8] = _mm512_shuffle_f32x4::<0x88>(v2, v4);
+        out[c + 12] = _mm512_shuffle_f32x4::<0xDD>(v2, v4);
+    }
+    out
+}
+
+/// The forward pass on this path (the caller has checked [`applies`], float32 and
+/// AVX-512F). `wsrc` is the weight array `w` was read from, for the packed-weight cache.
+pub(super) fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    wsrc: Option<&NDArray>,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    epi: Option<&EpiRef<'_, f32>>,
+) {
+    let p = Plan::new(g);
+    if let Some(e) = epi {
+        assert!(e.a.len() >= g.m && e.b.len() >= g.m && e.res.is_none_or(|r| r.len() == y.len()));
+    }
+    if let Some(b) = bias {
+        assert!(b.len() >= g.m);
+    }
+    let kg = g.kg();
+    let panels = g.m.div_ceil(PANEL);
+    let out = Out {
+        y: SendPtr::new(y),
+        bias,
+        epi,
+    };
+    let threads = rayon::current_num_threads();
+    let parallel = threads > 1 && g.flop() >= CONV_PAR_MIN_FLOP;
+    let pin = g.c * g.input[1] * g.input[2];
+    let ilen = p.image_len();
+    packed_weights(w, g.m, kg, wsrc, |wp| {
+        let panel = |b: usize| &wp[b * PANEL * kg..(b * PANEL + PANEL.min(g.m - b * PANEL)) * kg];
+        if !parallel || g.n >= 2 * threads {
+            // Whole images per task; several share each weight panel while their inputs
+            // stay within half of L2 and every thread still gets two tasks.
+            let by_cache = (GROUP_INPUT_BYTES / (ilen * 4)).max(1);
+            let by_threads = if parallel { g.n / (2 * threads) } else { g.n };
+            let per_task = by_cache.min(by_threads).clamp(1, MAX_GROUP_IMAGES);
+            let task = |t: usize| {
+                let n0 = t * per_task;
+                let n1 = (n0 + per_task).min(g.n);
+                let mut buf = if p.padded {
+                    f32::take_scratch(ilen * (n1 - n0))
+                } else {
+                    Vec::new()
+                };
+                if p.padded {
+                    for (i, n) in (n0..n1).enumerate() {
+                        p.pad_image(x, n, &mut buf[i * ilen..(i + 1) * ilen], false);
+                    }
+                }
+                let step = p.rows_per_call();
+                for b in 0..panels {
+                    for (i, n) in (n0..n1).enumerate() {
+                        let xi = if p.padded {
+                            &buf[i * ilen..(i + 1) * ilen]
+                        } else {
+                            &x[n * pin..(n + 1) * pin]
+                        };
+                        for oy in (0..g.out[1]).step_by(step) {
+                            let oy1 = (oy + step).min(g.out[1]);
+                            // SAFETY: AVX-512F is checked by the caller; this task owns
+                            // images n0..n1 of the output.
+                            unsafe { rows(&p, &out, xi, panel(b), n, b, oy, oy1) };
+                        }
+                    }
+                }
+                if p.padded {
+                    f32::put_scratch(buf);
+                }
+            };
+            let tasks = g.n.div_ceil(per_task);
+            if parallel {
+                (0..tasks).into_par_iter().for_each(task);
+            } else {
+                (0..tasks).for_each(task);
+            }
+            return;
+        }
+        // Few images: pad them all first, then split (image, panel, output row) units into
+        // equal contiguous ranges, several per thread.
+        let mut buf = if p.padded {
+            f32::take_scratch(ilen * g.n)
+        } else {
+            Vec::new()
+        };
+        if p.padded {
+            for n in 0..g.n {
+                p.pad_image(x, n, &mut buf[n * ilen..(n + 1) * ilen], true);
+            }
+        }
+        let oh = g.out[1];
+        let units = g.n * panels * oh;
+        let tasks = units.min(4 * threads);
+        let per = units.div_ceil(tasks);
+        let bufr = &buf;
+        let step = p.rows_per_call();
+        (0..units.div_ceil(per)).into_par_iter().for_each(|t| {
+            let end = ((t + 1) * per).min(units);
+            let mut u = t * per;
+            while u < end {
+                // A run of consecutive rows of one (image, panel), at most `step` long.
+                let (n, b, oy) = (u / (panels * oh), u / oh % panels, u % oh);
+                let oy1 = (oy + step).min(oh).min(oy + end - u);
+                let xi = if p.padded {
+                    &bufr[n * ilen..(n + 1) * ilen]
+                } else {
+                    &x[n * pin..(n + 1) * pin]
+                };
+                // SAFETY: AVX-512F is checked by the caller; units u..u + (oy1 - oy) are
+                // this task's.
+                unsafe { rows(&p, &out, xi, panel(b), n, b, oy, oy1) };
+                u += oy1 - oy;
+            }
+        });
+        if p.padded {
+            f32::put_scratch(buf);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_transposes() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        let mut rows = [[0.0f32; 16]; 16];
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.copy_from_slice(&m[i * 16..(i + 1) * 16]);
+        }
+        // SAFETY: AVX-512F was detected.
+        let cols = unsafe {
+            let v = rows.map(|r| _mm512_loadu_ps(r.as_ptr()));
+            transpose16(v)
+        };
+        for (c, v) in cols.iter().enumerate() {
+            let mut got = [0.0f32; 16];
+            // SAFETY: AVX-512F was detected; `got` holds 16 values.
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), *v) };
+            for (r, &x) in got.iter().enumerate() {
+                assert_eq!(x, m[r * 16 + c], "column {c}, row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn pack_lays_out_panels() {
+        let (m, kg) = (48, 5);
+        let w: Vec<f32> = (0..m * kg).map(|i| i as f32).collect();
+        let mut out = vec![0.0; m * kg];
+        pack(&w, m, kg, &mut out);
+        // Panel 0: 32 channels, [k][32]; panel 1: 16 channels, [k][16].
+        assert_eq!(out[3 * 32 + 7], w[7 * kg + 3]);
+        assert_eq!(out[32 * kg + 4 * 16 + 15], w[(32 + 15) * kg + 4]);
+    }
+}
