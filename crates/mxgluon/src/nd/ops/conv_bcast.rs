@@ -27,9 +27,9 @@ const PANEL: usize = 32;
 /// Most output positions per micro-kernel call (2 × 14 accumulators + 2 weight vectors + one
 /// broadcast fill 31 of the 32 zmm registers).
 const R_MAX: usize = 14;
-/// Reduction rows per block: a panel's `KC × 32` weights (32 KiB) stay in L1 while every
-/// position of the rows being computed streams past them.
-const KC: usize = 256;
+/// Most reduction rows per block: a panel's `KC × 32` weights (at most 40 KiB) stay in L1
+/// while every position of the rows being computed streams past them.
+const KC: usize = 320;
 /// Partial sums one call of [`rows`] keeps (64 KiB): it computes this many output rows of a
 /// panel together.
 const TILE_ELEMS: usize = 16 * 1024;
@@ -307,8 +307,10 @@ unsafe fn rows(
     if tile.len() < need {
         tile.resize(need, 0.0);
     }
-    for kb in (0..kg).step_by(KC) {
-        let kc = KC.min(kg - kb);
+    // Equal chunks of at most KC rows (576 = 288 + 288, not 256 + 256 + 64).
+    let chunk = kg.div_ceil(kg.div_ceil(KC));
+    for kb in (0..kg).step_by(chunk) {
+        let kc = chunk.min(kg - kb);
         // SAFETY: rows kb..kb + kc of the panel are inside `wb`.
         let (w, offs) = unsafe { (wb.as_ptr().add(kb * width), p.offs.as_ptr().add(kb)) };
         let mut oy = oy0;
@@ -348,8 +350,11 @@ unsafe fn rows(
             oy += 1;
         }
     }
+    // The tile holds the rows' positions in order: store them 16 at a time (whole vectors,
+    // across block boundaries).
     for oy in oy0..oy1 {
-        for &(x0, r) in &p.blocks {
+        for x0 in (0..ow).step_by(16) {
+            let r = 16.min(ow - x0);
             let t = &tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
             // SAFETY: rows ybase + o·pout + oy·ow + x0.. (r positions) of y belong to this
             // task (asserted in bounds above).
@@ -616,12 +621,16 @@ pub(super) fn forward(
             let task = |t: usize| {
                 let n0 = t * per_task;
                 let n1 = (n0 + per_task).min(g.n);
-                let mut buf = if p.padded {
+                // With several images the input is copied even when the layer does not pad:
+                // it then comes from memory, and one sequential copy streams it far faster
+                // than the kernel's scattered broadcasts would.
+                let copy = p.padded || g.n > 1;
+                let mut buf = if copy {
                     f32::take_scratch(ilen * (n1 - n0))
                 } else {
                     Vec::new()
                 };
-                if p.padded {
+                if copy {
                     for (i, n) in (n0..n1).enumerate() {
                         p.pad_image(x, n, &mut buf[i * ilen..(i + 1) * ilen], false);
                     }
@@ -629,7 +638,7 @@ pub(super) fn forward(
                 let step = p.rows_per_call();
                 for b in 0..panels {
                     for (i, n) in (n0..n1).enumerate() {
-                        let xi = if p.padded {
+                        let xi = if copy {
                             &buf[i * ilen..(i + 1) * ilen]
                         } else {
                             &x[n * pin..(n + 1) * pin]
@@ -642,7 +651,7 @@ pub(super) fn forward(
                         }
                     }
                 }
-                if p.padded {
+                if copy {
                     f32::put_scratch(buf);
                 }
             };
