@@ -309,13 +309,42 @@ unsafe fn rows(
     }
     // Equal chunks of at most KC rows (576 = 288 + 288, not 256 + 256 + 64).
     let chunk = kg.div_ceil(kg.div_ceil(KC));
+    // While the last chunk computes, the output lines these rows will store (and the
+    // residual's, which the epilogue reads) are prefetched into L2 a few per kernel call: at
+    // large batch they come from memory, and a burst of misses at store time would stall.
+    let two_rows = 2 * ow <= R_MAX;
+    let calls = if two_rows {
+        (oy1 - oy0).div_ceil(2)
+    } else {
+        (oy1 - oy0) * p.blocks.len()
+    };
+    let span = (oy1 - oy0) * ow;
+    let lines_per = span.div_ceil(16) + 1;
+    let lines = width * lines_per;
+    let res = out.epi.and_then(|e| e.res);
+    let prefetch = |call: usize| {
+        for l in call * lines / calls..(call + 1) * lines / calls {
+            let off = ybase + (l / lines_per) * pout + oy0 * ow + (l % lines_per) * 16;
+            // A hint: addresses just past a row are harmless.
+            _mm_prefetch::<_MM_HINT_T1>(out.y.0.wrapping_add(off) as *const i8);
+            if let Some(r) = res {
+                _mm_prefetch::<_MM_HINT_T1>(r.as_ptr().wrapping_add(off) as *const i8);
+            }
+        }
+    };
     for kb in (0..kg).step_by(chunk) {
         let kc = chunk.min(kg - kb);
+        let last_chunk = kb + kc == kg;
+        let mut call = 0;
         // SAFETY: rows kb..kb + kc of the panel are inside `wb`.
         let (w, offs) = unsafe { (wb.as_ptr().add(kb * width), p.offs.as_ptr().add(kb)) };
         let mut oy = oy0;
         while oy < oy1 {
-            if 2 * ow <= R_MAX && oy + 1 < oy1 {
+            if last_chunk {
+                prefetch(call);
+                call += 1;
+            }
+            if two_rows && oy + 1 < oy1 {
                 // Narrow rows: one block of two whole rows (contiguous in the tile).
                 let t = &mut tile[(oy - oy0) * ow * PANEL..][..2 * ow * PANEL];
                 // SAFETY: both rows' reads are below `last` (asserted), the partial sums
@@ -338,7 +367,11 @@ unsafe fn rows(
                 oy += 2;
                 continue;
             }
-            for &(x0, r) in &p.blocks {
+            for (bi, &(x0, r)) in p.blocks.iter().enumerate() {
+                if last_chunk && bi > 0 {
+                    prefetch(call);
+                    call += 1;
+                }
                 let t = &mut tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
                 // SAFETY: the block's reads are below `last` (asserted), its weights (rows
                 // kb..kb+kc of the panel) inside `wb`, its partial sums inside `t`.
