@@ -2755,7 +2755,8 @@ mod tests {
                 one,
                 [0, 3, 3],
             ),
-            // 1×1 stride 2 without padding: the input is read in place.
+            // 1×1 stride 2 without padding: one image is read in place, several are copied.
+            geom(1, 8, 32, 1, [1, 9, 9], one, [1, 2, 2], one, [0, 0, 0]),
             geom(3, 8, 32, 1, [1, 9, 9], one, [1, 2, 2], one, [0, 0, 0]),
             // Pointwise.
             geom(2, 8, 16, 1, [1, 5, 6], one, one, one, [0, 0, 0]),
