@@ -1085,68 +1085,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intermediates_are_released_after_their_last_reader() {
+    fn intermediates_are_released_after_their_last_reader() -> Result<()> {
         let x = Symbol::var("x");
         let a = Symbol::op("relu", &[], &[], None);
         assert!(
             a.is_err(),
             "relu is not composable: symbols only compose known operators"
         );
-        let r1 = Symbol::op("Activation", &[&x], &[("act_type", "relu")], Some("r1")).unwrap();
-        let r2 = Symbol::op("Activation", &[&r1], &[("act_type", "tanh")], Some("r2")).unwrap();
-        let s = Symbol::op("elemwise_add", &[&r1, &r2], &[], Some("s")).unwrap();
-        let e = Executor::new(&s).unwrap();
+        let r1 = Symbol::op("Activation", &[&x], &[("act_type", "relu")], Some("r1"))?;
+        let r2 = Symbol::op("Activation", &[&r1], &[("act_type", "tanh")], Some("r2"))?;
+        let s = Symbol::op("elemwise_add", &[&r1, &r2], &[], Some("s"))?;
+        let e = Executor::new(&s)?;
         assert_eq!(e.num_steps(), 3);
         // r1 is read by r2 and s: released after s (the last step), not after r2.
         assert!(e.steps[1].release.iter().all(|&r| r != e.steps[0].output));
         assert!(e.steps[2].release.contains(&e.steps[0].output));
         assert!(!e.steps[2].release.contains(&e.steps[2].output));
+        Ok(())
     }
 
     use crate::symbol::ops::BinaryOp;
     use crate::symbol::{Activation, BatchNorm, Convolution, Elemwise};
 
-    fn conv(x: &Symbol, name: &str, ch: usize, k: usize, stride: usize) -> Symbol {
+    fn conv(x: &Symbol, name: &str, ch: usize, k: usize, stride: usize) -> Result<Symbol> {
         Convolution::new([k, k], ch)
             .stride([stride, stride])
             .pad([k / 2, k / 2])
             .no_bias(k == 3)
             .name(name)
             .build(x)
-            .unwrap()
     }
 
-    fn bn(x: &Symbol, name: &str) -> Symbol {
+    fn bn(x: &Symbol, name: &str) -> Result<Symbol> {
         BatchNorm::new()
             .fix_gamma(false)
             .eps(1e-5)
             .name(name)
             .build(x)
-            .unwrap()
     }
 
-    fn relu(x: &Symbol) -> Symbol {
-        Activation::new(ActType::Relu).build(x).unwrap()
+    fn relu(x: &Symbol) -> Result<Symbol> {
+        Activation::new(ActType::Relu).build(x)
     }
 
-    fn add(a: &Symbol, b: &Symbol) -> Symbol {
-        Elemwise::new(BinaryOp::Add).build(a, b).unwrap()
+    fn add(a: &Symbol, b: &Symbol) -> Result<Symbol> {
+        Elemwise::new(BinaryOp::Add).build(a, b)
     }
 
     /// Random values for every variable (`x` is the input), BatchNorm variances positive.
-    fn values(e: &Executor, x_shape: &[usize], sym: &Symbol) -> Vec<NDArray> {
+    fn values(e: &Executor, x_shape: &[usize], sym: &Symbol) -> Result<Vec<NDArray>> {
         let known = [("x", x_shape)];
-        let shapes = sym.infer_shape(known).unwrap();
+        let shapes = sym.infer_shape(known)?;
         let mut by_name = HashMap::new();
-        for (n, sh) in sym.list_arguments().into_iter().zip(shapes.arg_shapes) {
-            by_name.insert(n, sh.unwrap());
-        }
-        for (n, sh) in sym
-            .list_auxiliary_states()
+        let names = sym
+            .list_arguments()
             .into_iter()
-            .zip(shapes.aux_shapes)
-        {
-            by_name.insert(n, sh.unwrap());
+            .zip(shapes.arg_shapes)
+            .chain(
+                sym.list_auxiliary_states()
+                    .into_iter()
+                    .zip(shapes.aux_shapes),
+            );
+        for (n, sh) in names {
+            let sh = sh.ok_or_else(|| Error::invalid_arg("values", format!("no shape for {n}")))?;
+            by_name.insert(n, sh);
         }
         e.variables()
             .iter()
@@ -1163,88 +1165,92 @@ mod tests {
                     crate::DType::Float32,
                     crate::Context::cpu(0),
                 )
-                .unwrap()
             })
             .collect()
     }
 
     /// Runs the inference plan and the unfused plan (autograd recording in predict mode takes
     /// the unfused plan) and checks they agree.
-    fn check_fused_matches(sym: &Symbol, x_shape: &[usize], expect_steps: usize) {
-        let e = Executor::new(sym).unwrap();
+    fn check_fused_matches(sym: &Symbol, x_shape: &[usize], expect_steps: usize) -> Result<()> {
+        let e = Executor::new(sym)?;
         assert_eq!(e.num_inference_steps(), expect_steps, "{:?}", e.fused);
-        let vals = values(&e, x_shape, sym);
-        let fused = e.run(&vals).unwrap();
+        let vals = values(&e, x_shape, sym)?;
+        let fused = e.run(&vals)?;
         let plain = {
             let _rec = autograd::record_with(false);
-            e.run(&vals).unwrap()
+            e.run(&vals)?
         };
         for (f, p) in fused.iter().zip(&plain) {
             assert_eq!(f.shape(), p.shape());
-            let (f, p) = (f.to_vec::<f32>().unwrap(), p.to_vec::<f32>().unwrap());
+            let (f, p) = (f.to_vec::<f32>()?, p.to_vec::<f32>()?);
             for (a, b) in f.iter().zip(&p) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
             }
         }
+        Ok(())
     }
 
     #[test]
-    fn a_residual_block_with_a_downsample_fuses_into_three_convolutions() {
+    fn a_residual_block_with_a_downsample_fuses_into_three_convolutions() -> Result<()> {
         let x = Symbol::var("x");
-        let y = relu(&bn(&conv(&x, "c0", 8, 3, 2), "b0"));
-        let y = bn(&conv(&y, "c1", 8, 3, 1), "b1");
-        let skip = bn(&conv(&x, "c2", 8, 1, 2), "b2");
-        let out = relu(&add(&y, &skip));
+        let y = relu(&bn(&conv(&x, "c0", 8, 3, 2)?, "b0")?)?;
+        let y = bn(&conv(&y, "c1", 8, 3, 1)?, "b1")?;
+        let skip = bn(&conv(&x, "c2", 8, 1, 2)?, "b2")?;
+        let out = relu(&add(&y, &skip)?)?;
         // c0+b0+relu, c1+b1+add+relu, c2+b2
-        check_fused_matches(&out, &[2, 4, 9, 9], 3);
+        check_fused_matches(&out, &[2, 4, 9, 9], 3)
     }
 
     #[test]
-    fn an_identity_shortcut_and_a_biased_convolution_fuse() {
+    fn an_identity_shortcut_and_a_biased_convolution_fuse() -> Result<()> {
         let x = Symbol::var("x");
-        let y = relu(&bn(&conv(&x, "c0", 4, 1, 1), "b0"));
-        let y = bn(&conv(&y, "c1", 4, 3, 1), "b1");
-        check_fused_matches(&relu(&add(&y, &x)), &[1, 4, 6, 6], 2);
+        let y = relu(&bn(&conv(&x, "c0", 4, 1, 1)?, "b0")?)?;
+        let y = bn(&conv(&y, "c1", 4, 3, 1)?, "b1")?;
+        check_fused_matches(&relu(&add(&y, &x)?)?, &[1, 4, 6, 6], 2)?;
         // conv → relu only, and conv → add (no BatchNorm)
-        let z = relu(&conv(&x, "c2", 4, 3, 1));
-        check_fused_matches(&z, &[1, 4, 6, 6], 1);
-        check_fused_matches(&add(&conv(&x, "c3", 4, 1, 1), &x), &[1, 4, 6, 6], 1);
+        let z = relu(&conv(&x, "c2", 4, 3, 1)?)?;
+        check_fused_matches(&z, &[1, 4, 6, 6], 1)?;
+        check_fused_matches(&add(&conv(&x, "c3", 4, 1, 1)?, &x)?, &[1, 4, 6, 6], 1)
     }
 
     #[test]
-    fn intermediates_read_twice_or_returned_end_the_chain() {
+    fn intermediates_read_twice_or_returned_end_the_chain() -> Result<()> {
         let x = Symbol::var("x");
-        let c = conv(&x, "c0", 4, 3, 1);
-        let b = bn(&c, "b0");
+        let c = conv(&x, "c0", 4, 3, 1)?;
+        let b = bn(&c, "b0")?;
         // The BatchNorm output is read by the relu and by the add: conv+bn fuse, the rest not.
-        let out = add(&relu(&b), &b);
-        check_fused_matches(&out, &[1, 4, 5, 5], 3);
+        let out = add(&relu(&b)?, &b)?;
+        check_fused_matches(&out, &[1, 4, 5, 5], 3)?;
         // The convolution's output is also a graph output: nothing fuses.
-        let grouped = Symbol::group(&[c.clone(), relu(&bn(&c, "b1"))]).unwrap();
-        let e = Executor::new(&grouped).unwrap();
+        let grouped = Symbol::group(&[c.clone(), relu(&bn(&c, "b1")?)?])?;
+        let e = Executor::new(&grouped)?;
         assert_eq!(e.num_inference_steps(), e.num_steps());
-        check_fused_matches(&grouped, &[1, 4, 5, 5], 3);
+        check_fused_matches(&grouped, &[1, 4, 5, 5], 3)
     }
 
     #[test]
-    fn training_mode_and_recording_take_the_unfused_plan() {
+    fn training_mode_and_recording_take_the_unfused_plan() -> Result<()> {
         let x = Symbol::var("x");
-        let out = relu(&bn(&conv(&x, "c0", 4, 3, 1), "b0"));
-        let e = Executor::new(&out).unwrap();
-        let mut vals = values(&e, &[2, 3, 5, 5], &out);
-        vals[1].attach_grad(crate::GradReq::Write).unwrap();
+        let out = relu(&bn(&conv(&x, "c0", 4, 3, 1)?, "b0")?)?;
+        let e = Executor::new(&out)?;
+        let mut vals = values(&e, &[2, 3, 5, 5], &out)?;
+        vals[1].attach_grad(crate::GradReq::Write)?;
         let y = {
             let _rec = autograd::record();
-            e.run(&vals).unwrap()
+            e.run(&vals)?
         };
         // Recorded: backward reaches the weight (the fused step is not recorded).
-        y[0].backward().unwrap();
-        let g = vals[1].grad().unwrap().to_vec::<f32>().unwrap();
+        y[0].backward()?;
+        let g = vals[1]
+            .grad()
+            .ok_or_else(|| Error::invalid_arg("test", "the weight has no gradient"))?
+            .to_vec::<f32>()?;
         assert!(g.iter().any(|v| *v != 0.0));
+        Ok(())
     }
 
     #[test]
-    fn embedding_and_layer_norm_nodes_run_like_the_eager_operators() {
+    fn embedding_and_layer_norm_nodes_run_like_the_eager_operators() -> Result<()> {
         let json = r#"{"nodes": [
             {"op": "null", "name": "data", "inputs": []},
             {"op": "null", "name": "e_weight", "inputs": []},
@@ -1256,26 +1262,25 @@ mod tests {
              "inputs": [[2, 0, 0], [3, 0, 0], [4, 0, 0]]}],
             "arg_nodes": [0, 1, 3, 4], "node_row_ptr": [0, 1, 2, 3, 4, 5, 6],
             "heads": [[5, 0, 0]], "attrs": {"mxnet_version": ["int", 10901]}}"#;
-        let sym = Symbol::load_json(json).unwrap();
-        let e = Executor::new(&sym).unwrap();
+        let sym = Symbol::load_json(json)?;
+        let e = Executor::new(&sym)?;
         assert_eq!(e.variables(), ["data", "e_weight", "ln_gamma", "ln_beta"]);
         let ctx = crate::Context::cpu(0);
-        let ids = nd::array(&[3.0f32, 0.0, 4.0], &[3], None).unwrap();
-        let w = crate::random::uniform(-1.0, 1.0, &[5, 4], crate::DType::Float32, ctx).unwrap();
-        let g = crate::random::uniform(0.5, 1.5, &[4], crate::DType::Float32, ctx).unwrap();
-        let b = crate::random::uniform(-0.5, 0.5, &[4], crate::DType::Float32, ctx).unwrap();
-        let y = e
-            .run(&[ids.clone(), w.clone(), g.clone(), b.clone()])
-            .unwrap();
-        let want = nd::layer_norm(&nd::embedding(&ids, &w).unwrap(), &g, &b, 1, 1e-5).unwrap();
+        let ids = nd::array(&[3.0f32, 0.0, 4.0], &[3], None)?;
+        let w = crate::random::uniform(-1.0, 1.0, &[5, 4], crate::DType::Float32, ctx)?;
+        let g = crate::random::uniform(0.5, 1.5, &[4], crate::DType::Float32, ctx)?;
+        let b = crate::random::uniform(-0.5, 0.5, &[4], crate::DType::Float32, ctx)?;
+        let y = e.run(&[ids.clone(), w.clone(), g.clone(), b.clone()])?;
+        let want = nd::layer_norm(&nd::embedding(&ids, &w)?, &g, &b, 1, 1e-5)?;
         assert_eq!(y[0].shape(), &[3, 4]);
-        assert_eq!(y[0].to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        assert_eq!(y[0].to_vec::<f32>()?, want.to_vec::<f32>()?);
         // output_mean_var is not supported and is named
         let bad = json.replace(
             r#""eps": "1e-05"}"#,
             r#""eps": "1e-05", "output_mean_var": "True"}"#,
         );
-        let err = Executor::new(&Symbol::load_json(&bad).unwrap()).unwrap_err();
+        let err = Executor::new(&Symbol::load_json(&bad)?).unwrap_err();
         assert!(err.to_string().contains("output_mean_var"), "{err}");
+        Ok(())
     }
 }
