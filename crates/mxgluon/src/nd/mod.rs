@@ -55,6 +55,11 @@ pub fn shape_size(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d))
 }
 
+/// What [`NDArray::cache_key`] returns: the storage (weakly held), the view's offset and the
+/// storage's write version. Caches of values derived from an array (a transposed or packed
+/// weight) keep it and check it with [`NDArray::matches_cache_key`].
+pub(crate) type CacheKey = (std::sync::Weak<Storage>, usize, u64);
+
 /// A dense n-dimensional array living on a [`Context`]. See the [module docs](self).
 #[derive(Clone)]
 pub struct NDArray {
@@ -224,7 +229,7 @@ impl NDArray {
 
     /// Identity of this view's data for caches of derived values: the storage (weakly held),
     /// the view's offset, and the storage's write version.
-    pub(crate) fn cache_key(&self) -> (std::sync::Weak<Storage>, usize, u64) {
+    pub(crate) fn cache_key(&self) -> CacheKey {
         (
             Arc::downgrade(&self.storage),
             self.offset,
@@ -233,7 +238,7 @@ impl NDArray {
     }
 
     /// Whether `key` (from [`NDArray::cache_key`]) still describes this view's current data.
-    pub(crate) fn matches_cache_key(&self, key: &(std::sync::Weak<Storage>, usize, u64)) -> bool {
+    pub(crate) fn matches_cache_key(&self, key: &CacheKey) -> bool {
         std::ptr::eq(key.0.as_ptr(), Arc::as_ptr(&self.storage))
             && key.0.strong_count() > 0
             && key.1 == self.offset

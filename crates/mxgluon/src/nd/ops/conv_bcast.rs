@@ -58,7 +58,7 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && g.n > 0
 }
 
-type CacheKey = (std::sync::Weak<crate::nd::storage::Storage>, usize, u64);
+use crate::nd::CacheKey;
 
 struct PackEntry {
     key: CacheKey,
@@ -108,61 +108,87 @@ fn packed_weights<R>(
     src: Option<&NDArray>,
     f: impl FnOnce(&[f32]) -> R,
 ) -> R {
+    /// What the cache says to do with this weight.
+    enum Use {
+        /// Its packed copy.
+        Kept(Arc<Vec<f32>>),
+        /// Seen unchanged before: pack it and keep the copy.
+        Keep(CacheKey),
+        /// New, changed, or without a source: pack it into scratch.
+        Scratch,
+    }
+    let lock = || PACKED.lock().unwrap_or_else(|e| e.into_inner());
     let need = m * kg;
-    let cached = src.and_then(|arr| {
-        let mut cache = PACKED.lock().unwrap_or_else(|e| e.into_inner());
-        let found = cache
-            .iter()
-            .position(|e| e.m == m && e.kg == kg && arr.matches_cache_key(&e.key));
-        match found {
-            Some(i) => {
-                let mut e = cache.remove(i);
-                let data = match &e.data {
-                    Some(d) => d.clone(),
-                    None => {
-                        // Second sighting at the same version: pack for keeps, within budget.
-                        let mut v = vec![0.0f32; need];
-                        pack(w, m, kg, &mut v);
-                        let d = Arc::new(v);
-                        let mut used: usize = cache
-                            .iter()
-                            .map(|e| e.data.as_ref().map_or(0, |d| d.len() * 4))
-                            .sum();
-                        while used + need * 4 > PACK_CACHE_BYTES {
-                            match cache.iter().position(|e| e.data.is_some()) {
-                                Some(j) => {
-                                    used -= cache[j].data.as_ref().map_or(0, |d| d.len() * 4);
-                                    cache.remove(j);
-                                }
-                                None => break,
-                            }
+    let action = match src {
+        None => Use::Scratch,
+        Some(arr) => {
+            let mut cache = lock();
+            let found = cache
+                .iter()
+                .position(|e| e.m == m && e.kg == kg && arr.matches_cache_key(&e.key));
+            match found {
+                Some(i) => {
+                    let e = cache.remove(i);
+                    match e.data {
+                        Some(d) => {
+                            cache.push(PackEntry {
+                                data: Some(d.clone()),
+                                ..e
+                            });
+                            Use::Kept(d)
                         }
-                        if need * 4 <= PACK_CACHE_BYTES {
-                            e.data = Some(d.clone());
-                        }
-                        d
+                        None => Use::Keep(e.key),
                     }
-                };
-                cache.push(e);
-                Some(data)
-            }
-            None => {
-                if cache.len() >= PACK_CACHE_ENTRIES {
-                    cache.remove(0);
                 }
-                cache.push(PackEntry {
-                    key: arr.cache_key(),
-                    m,
-                    kg,
-                    data: None,
-                });
-                None
+                None => {
+                    if cache.len() >= PACK_CACHE_ENTRIES {
+                        cache.remove(0);
+                    }
+                    cache.push(PackEntry {
+                        key: arr.cache_key(),
+                        m,
+                        kg,
+                        data: None,
+                    });
+                    Use::Scratch
+                }
             }
         }
-    });
-    match cached {
-        Some(d) => f(&d),
-        None => {
+    };
+    match action {
+        Use::Kept(d) => f(&d),
+        Use::Keep(key) => {
+            // Packed outside the lock: `pack` may fork, and a stolen task could be another
+            // convolution asking the cache.
+            let mut v = vec![0.0f32; need];
+            pack(w, m, kg, &mut v);
+            let d = Arc::new(v);
+            if need * 4 <= PACK_CACHE_BYTES {
+                let mut cache = lock();
+                let mut used: usize = cache
+                    .iter()
+                    .map(|e| e.data.as_ref().map_or(0, |d| d.len() * 4))
+                    .sum();
+                // Make room within the budget, least recently used first.
+                while used + need * 4 > PACK_CACHE_BYTES {
+                    match cache.iter().position(|e| e.data.is_some()) {
+                        Some(j) => {
+                            used -= cache[j].data.as_ref().map_or(0, |d| d.len() * 4);
+                            cache.remove(j);
+                        }
+                        None => break,
+                    }
+                }
+                cache.push(PackEntry {
+                    key,
+                    m,
+                    kg,
+                    data: Some(d.clone()),
+                });
+            }
+            f(&d)
+        }
+        Use::Scratch => {
             let mut buf = f32::take_scratch(need);
             pack(w, m, kg, &mut buf);
             let r = f(&buf[..need]);

@@ -50,7 +50,7 @@ pub fn transpose_cache_budget() -> usize {
     LARGE_TRANSPOSE_BUDGET.load(Ordering::Relaxed)
 }
 
-type CacheKey = (std::sync::Weak<crate::nd::storage::Storage>, usize, u64);
+use crate::nd::CacheKey;
 
 struct TransposedEntry {
     key: CacheKey,
