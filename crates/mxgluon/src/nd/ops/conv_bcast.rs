@@ -364,6 +364,22 @@ unsafe fn rows(
         let mut call = 0;
         // SAFETY: rows kb..kb + kc of the panel are inside `wb`.
         let (w, offs) = unsafe { (wb.as_ptr().add(kb * width), p.offs.as_ptr().add(kb)) };
+        // The chunk's first kernel call streams its weights into L1 (prefetching a fixed
+        // distance ahead); the later calls, which find them there, pull the next chunk's into
+        // L2 a line per reduction row, so that it does not arrive in one burst from memory
+        // (at batch 1 the deep layers' weights are read once per panel). Each call covers
+        // `kc` lines: call c its (c − 1)-th such share, wrapping.
+        let next_lines = chunk.min(kg.saturating_sub(kb + kc)) * width / 16;
+        let mut calls_in_chunk = 0usize;
+        let mut w_of_call = || {
+            let c = calls_in_chunk;
+            calls_in_chunk += 1;
+            let ahead = (c > 0 && next_lines > 0).then(|| {
+                let line = ((c - 1) * kc) % next_lines;
+                w.wrapping_add(kc * width + 16 * line)
+            });
+            (w, ahead)
+        };
         let mut oy = oy0;
         while oy < oy1 {
             if last_chunk {
@@ -383,7 +399,7 @@ unsafe fn rows(
                         ow,
                         sw,
                         kc,
-                        w,
+                        w_of_call(),
                         (xb, rs),
                         offs,
                         t.as_mut_ptr(),
@@ -403,7 +419,17 @@ unsafe fn rows(
                 // kb..kb+kc of the panel) inside `wb`, its partial sums inside `t`.
                 unsafe {
                     let xb = xi.as_ptr().add((oy * sh) * p.wp + x0 * sw);
-                    micro(width / 16, r, sw, kc, w, xb, offs, t.as_mut_ptr(), kb > 0);
+                    micro(
+                        width / 16,
+                        r,
+                        sw,
+                        kc,
+                        w_of_call(),
+                        xb,
+                        offs,
+                        t.as_mut_ptr(),
+                        kb > 0,
+                    );
                 }
             }
             oy += 1;
@@ -433,7 +459,7 @@ unsafe fn micro(
     r: usize,
     s: usize,
     kg: usize,
-    w: *const f32,
+    w: (*const f32, Option<*const f32>),
     xb: *const f32,
     offs: *const isize,
     t: *mut f32,
@@ -468,7 +494,7 @@ unsafe fn micro2(
     w: usize,
     s: usize,
     kg: usize,
-    wp: *const f32,
+    wp: (*const f32, Option<*const f32>),
     xb: (*const f32, isize),
     offs: *const isize,
     t: *mut f32,
@@ -495,6 +521,8 @@ unsafe fn micro2(
 /// `tile[j·PANEL + 16·v + lane] (+)= Σ_k w[k·16·OCV + 16·v + lane] · x_j[offs[k]]` for
 /// positions `j < R` and vectors `v < OCV` (adding to the tile's values when `load`), where
 /// position `j` is `x_j = xb + j·S` for `j < W` and `xb + rs + (j − W)·S` after (two rows).
+/// The weights are prefetched a fixed distance ahead into L1, or, with `ahead`, the line at
+/// `ahead + 16·k` into L2 per reduction row `k` (the next chunk, see [`rows`]).
 ///
 /// # Safety
 /// AVX-512F must be available; `offs` must hold `kg` entries, `w` `kg·16·OCV` values, every
@@ -502,7 +530,7 @@ unsafe fn micro2(
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const OCV: usize, const R: usize, const S: usize, const W: usize>(
     kg: usize,
-    w: *const f32,
+    (w, ahead): (*const f32, Option<*const f32>),
     (xb, rs): (*const f32, isize),
     offs: *const isize,
     tile: *mut f32,
@@ -521,8 +549,13 @@ unsafe fn kernel<const OCV: usize, const R: usize, const S: usize, const W: usiz
         // SAFETY (all unsafe blocks): in bounds by the caller's contract; prefetching
         // addresses past the weights is harmless (a hint, never a fault).
         let wk = unsafe { w.add(k * 16 * OCV) };
-        for v in 0..OCV {
-            _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(PREFETCH + 16 * v) as *const i8);
+        match ahead {
+            None => {
+                for v in 0..OCV {
+                    _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(PREFETCH + 16 * v) as *const i8);
+                }
+            }
+            Some(a) => _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(16 * k) as *const i8),
         }
         let mut wv = [_mm512_setzero_ps(); OCV];
         for (v, x) in wv.iter_mut().enumerate() {
@@ -676,10 +709,20 @@ pub(super) fn forward(
             // stay within half of L2 and every thread still gets two tasks.
             let by_cache = (GROUP_INPUT_BYTES / (ilen * 4)).max(1);
             let by_threads = if parallel { g.n / (2 * threads) } else { g.n };
-            let per_task = by_cache.min(by_threads).clamp(1, MAX_GROUP_IMAGES);
+            let most = by_cache.min(by_threads).clamp(1, MAX_GROUP_IMAGES);
+            // Groups of near-equal size, a multiple of the thread count of them when
+            // parallel: 32 images in groups of at most 6 go 5-6-5-5-6-5, not 6-6-6-6-6-2 (an
+            // eighth of the time lost waiting on the thread that got three full groups).
+            let tasks = if parallel {
+                (threads * g.n.div_ceil(threads * most)).min(g.n)
+            } else {
+                g.n.div_ceil(most)
+            };
             let task = |t: usize| {
-                let n0 = t * per_task;
-                let n1 = (n0 + per_task).min(g.n);
+                let (n0, n1) = (t * g.n / tasks, (t + 1) * g.n / tasks);
+                if n0 == n1 {
+                    return;
+                }
                 // With several images the input is copied even when the layer does not pad:
                 // it then comes from memory, and one sequential copy streams it far faster
                 // than the kernel's scattered broadcasts would.
@@ -714,7 +757,6 @@ pub(super) fn forward(
                     f32::put_scratch(buf);
                 }
             };
-            let tasks = g.n.div_ceil(per_task);
             if parallel {
                 (0..tasks).into_par_iter().for_each(task);
             } else {
