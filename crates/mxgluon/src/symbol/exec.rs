@@ -120,15 +120,17 @@ enum Kernel {
         eps: f64,
     },
     /// Inference only (made by [`fuse`]): a convolution with the `BatchNorm`, residual
-    /// `elemwise_add` and ReLU that follow it folded into its epilogue. Inputs: the
-    /// convolution's (data, weight, bias unless `no_bias`), then BatchNorm's gamma, beta,
-    /// moving mean and moving variance when `bn` is set, then the residual when `residual`.
+    /// `elemwise_add`, ReLU and max `Pooling` that follow it folded into its epilogue.
+    /// Inputs: the convolution's (data, weight, bias unless `no_bias`), then BatchNorm's
+    /// gamma, beta, moving mean and moving variance when `bn` is set, then the residual when
+    /// `residual`.
     ConvFused {
         conv: ConvOptions,
         /// BatchNorm's `(eps, fix_gamma)`.
         bn: Option<(f64, bool)>,
         residual: bool,
         relu: bool,
+        pool: Option<PoolOptions>,
     },
 }
 
@@ -809,6 +811,17 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
                 last = r;
             }
         }
+        // A max pooling of the result (a ResNet's stem): pooled from each finished tile.
+        let mut pool = None;
+        if let Some(r) = sole_reader(steps[last].output, &absorbed) {
+            if let Kernel::Pooling(o) = &steps[r].kernel {
+                if o.pool_type == PoolType::Max && steps[r].inputs[..] == [steps[last].output] {
+                    pool = Some(o.clone());
+                    chain.push(r);
+                    last = r;
+                }
+            }
+        }
         if chain.len() == 1 {
             continue;
         }
@@ -823,6 +836,7 @@ fn fuse(steps: &[Step], heads: &[usize], num_slots: usize) -> Option<Vec<Step>> 
                     bn,
                     residual,
                     relu,
+                    pool,
                 },
                 inputs,
                 output: steps[last].output,
@@ -908,6 +922,7 @@ fn eval(k: &Kernel, a: &[NDArray], training: bool) -> Result<NDArray> {
             bn,
             residual,
             relu,
+            pool,
         } => {
             let nc = if conv.no_bias { 2 } else { 3 };
             let nb = if bn.is_some() { 4 } else { 0 };
@@ -926,6 +941,9 @@ fn eval(k: &Kernel, a: &[NDArray], training: bool) -> Result<NDArray> {
             };
             if *residual {
                 epi = epi.residual(a[nc + nb].clone());
+            }
+            if let Some(o) = pool {
+                epi = epi.pool(o.clone());
             }
             nd::convolution_fused(x, &a[1], bias, conv, &epi.relu(*relu))
         }
@@ -1211,6 +1229,35 @@ mod tests {
         let z = relu(&conv(&x, "c2", 4, 3, 1)?)?;
         check_fused_matches(&z, &[1, 4, 6, 6], 1)?;
         check_fused_matches(&add(&conv(&x, "c3", 4, 1, 1)?, &x)?, &[1, 4, 6, 6], 1)
+    }
+
+    #[test]
+    fn a_stem_and_its_max_pooling_fuse_into_one_step() -> Result<()> {
+        use crate::symbol::ops::PoolType as P;
+        use crate::symbol::Pooling;
+        let pool = |x: &Symbol, t: P| {
+            Pooling::new([3, 3])
+                .stride([2, 2])
+                .pad([1, 1])
+                .pool_type(t)
+                .build(x)
+        };
+        let x = Symbol::var("x");
+        // conv 7×7/2 + bn + relu + max pool 3/2/1, then a block: 2 steps.
+        let stem = pool(&relu(&bn(&conv(&x, "c0", 32, 7, 2)?, "b0")?)?, P::Max)?;
+        let out = relu(&bn(&conv(&stem, "c1", 32, 3, 1)?, "b1")?)?;
+        check_fused_matches(&out, &[2, 3, 40, 40], 2)?;
+        // A pooling straight after a convolution fuses too; an average pooling does not.
+        check_fused_matches(
+            &pool(&conv(&x, "c2", 16, 3, 1)?, P::Max)?,
+            &[1, 3, 12, 12],
+            1,
+        )?;
+        check_fused_matches(
+            &pool(&relu(&conv(&x, "c3", 16, 3, 1)?)?, P::Avg)?,
+            &[1, 3, 12, 12],
+            2,
+        )
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   (`conv_bcast.rs`, every convolution of the model zoo's ResNets): vectors over output
 //!   channels, one broadcast input value per output position, weights packed once into
 //!   32-channel panels (the packed copy of an unchanged weight is kept across calls). 75–85%
-//!   of the FMA peak per core on resnet18's layers.
+//!   of the FMA peak per core on resnet18's layers. It can also max-pool its own output
+//!   (`convolution_fused` with [`ConvEpilogue::pool`]) without writing it.
 //! * **other float32 problems on CPUs with AVX-512F** (see "AVX-512 forward" below): no
 //!   im2col at all. The input is copied once into zero-padded phase planes in which every row
 //!   of `col` is a fixed offset, and a register-blocked micro-kernel (8 output channels × 48
@@ -33,6 +34,7 @@ use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 
 use super::check_pair;
+use super::pool::PoolOptions;
 #[cfg(target_arch = "x86_64")]
 #[path = "conv_bcast.rs"]
 mod bcast;
@@ -1992,7 +1994,10 @@ pub fn convolution(
 /// part is optional; an empty epilogue gives the plain convolution.
 ///
 /// An inference-mode `BatchNorm` after the convolution folds into `scale` and `shift`
-/// ([`ConvEpilogue::batch_norm`]).
+/// ([`ConvEpilogue::batch_norm`]). A `pool` ends the epilogue: the result is pooled (as
+/// [`pooling`](crate::nd::pooling) would) and the pooled array is returned; a 2-D max
+/// pooling (a ResNet's stem) is computed from each finished tile on the float32 AVX-512
+/// path, so the convolution's full output never goes through memory.
 ///
 /// ```
 /// use mxgluon::nd::{self, ConvEpilogue};
@@ -2010,6 +2015,8 @@ pub struct ConvEpilogue {
     pub residual: Option<NDArray>,
     /// Whether a ReLU ends the epilogue.
     pub relu: bool,
+    /// A pooling of the result (after the ReLU); the pooled array is the output.
+    pub pool: Option<PoolOptions>,
 }
 
 impl std::fmt::Debug for ConvEpilogue {
@@ -2020,6 +2027,7 @@ impl std::fmt::Debug for ConvEpilogue {
             .field("shift", &shape(&self.shift))
             .field("residual", &shape(&self.residual))
             .field("relu", &self.relu)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -2051,6 +2059,26 @@ impl ConvEpilogue {
     /// Sets whether a ReLU ends the epilogue.
     pub fn relu(mut self, relu: bool) -> Self {
         self.relu = relu;
+        self
+    }
+
+    /// Pools the result (after the ReLU) with `opts`; the output is the pooled array.
+    ///
+    /// ```
+    /// use mxgluon::nd::{self, ConvEpilogue, ConvOptions, PoolOptions, PoolType};
+    /// let x = nd::ones(&[1, 1, 4, 4], None)?;
+    /// let w = nd::ones(&[16, 1, 3, 3], None)?;
+    /// let opts = ConvOptions::new(&[3, 3], 16).pad(&[1, 1]).no_bias(true);
+    /// let pool = PoolOptions::new(&[2, 2], PoolType::Max).stride(&[2, 2]);
+    /// let y = nd::convolution_fused(&x, &w, None, &opts, &ConvEpilogue::new().pool(pool))?;
+    /// assert_eq!(y.shape(), &[1, 16, 2, 2]);
+    /// // The convolution gives 4 at the corners, 6 on the edges and 9 inside; every 2×2
+    /// // window holds one inner position.
+    /// assert_eq!(y.to_vec::<f32>()?, vec![9.0; 64]);
+    /// # Ok::<(), mxgluon::Error>(())
+    /// ```
+    pub fn pool(mut self, opts: PoolOptions) -> Self {
+        self.pool = Some(opts);
         self
     }
 
@@ -2110,6 +2138,77 @@ impl ConvEpilogue {
             .scale(NDArray::from_vec(scale, shape, ctx)?.astype(gamma.dtype())?)
             .shift(NDArray::from_vec(shift, shape, ctx)?.astype(gamma.dtype())?))
     }
+}
+
+/// The epilogue's per-channel multiplier and offset with the bias folded in (tiny:
+/// `m` entries each).
+fn epilogue_vectors<T: Real + crate::dtype::Element>(
+    epi: &ConvEpilogue,
+    bias: Option<&NDArray>,
+    m: usize,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let scale: Vec<T> = match &epi.scale {
+        Some(s) => s.to_vec::<T>()?,
+        None => vec![T::ONE; m],
+    };
+    let mut off: Vec<T> = match &epi.shift {
+        Some(s) => s.to_vec::<T>()?,
+        None => vec![T::ZERO; m],
+    };
+    if let Some(b) = bias {
+        let b = b.to_vec::<T>()?;
+        for i in 0..m {
+            off[i] += b[i] * scale[i];
+        }
+    }
+    Ok((scale, off))
+}
+
+/// The convolution and its max pooling `plan` in one pass ([`bcast::forward_pooled`]), or
+/// `None` where that path does not apply (not float32, a residual, not a 2-D max pooling, or
+/// the CPU or shape outside the channel-vectorised path): the caller then pools the output.
+fn convolution_pooled(
+    data: &NDArray,
+    w: &NDArray,
+    bias: Option<&NDArray>,
+    geo: &ConvGeom,
+    epi: &ConvEpilogue,
+    plan: Option<&super::pool::MaxPool2d>,
+) -> Result<Option<NDArray>> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(plan) = plan {
+        if data.dtype() == DType::Float32 && epi.residual.is_none() && pooled_fast_f32(geo) {
+            let (scale, off) = epilogue_vectors::<f32>(epi, bias, geo.m)?;
+            let y = NDArray::for_overwrite(&plan.oshape, data.dtype(), data.context())?;
+            let e = EpiRef {
+                a: &scale,
+                b: &off,
+                res: None,
+                relu: epi.relu,
+            };
+            data.read_slice::<f32, _>(|xs| {
+                w.read_slice::<f32, _>(|ws| {
+                    y.write_slice::<f32, _>(|ys| {
+                        bcast::forward_pooled(geo, xs, ws, Some(w), None, Some(&e), plan, ys)
+                    })
+                })
+            });
+            return Ok(Some(y));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, w, bias, geo, epi, plan);
+    Ok(None)
+}
+
+/// Whether [`bcast::forward_pooled`] can compute `g` on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn pooled_fast_f32(g: &ConvGeom) -> bool {
+    #[cfg(test)]
+    if FORCE_PORTABLE.with(Cell::get) {
+        return false;
+    }
+    std::arch::is_x86_feature_detected!("avx512f") && bcast::applies(g)
 }
 
 /// Inference convolution with a fused epilogue: `relu?((convolution(data, weight, bias) ·
@@ -2177,6 +2276,18 @@ pub fn convolution_fused(
         }
     }
     let w = unshared(weight, &[data])?;
+    if let Some(po) = &epi.pool {
+        // Checked as `pooling` checks its input (the same errors).
+        let plan = super::pool::max_pool_2d(data.dtype(), &oshape, po)?;
+        if let Some(y) = convolution_pooled(data, &w, bias, &geo, epi, plan.as_ref())? {
+            return Ok(y);
+        }
+        let unpooled = ConvEpilogue {
+            pool: None,
+            ..epi.clone()
+        };
+        return super::pool::pooling(&convolution_fused(data, &w, bias, opts, &unpooled)?, po);
+    }
     let res = epi
         .residual
         .as_ref()
@@ -2184,22 +2295,7 @@ pub fn convolution_fused(
         .transpose()?;
     let y = NDArray::for_overwrite(&oshape, data.dtype(), data.context())?;
     dispatch_real!(data.dtype(), T => {
-        // Per-channel multiplier and offset with the bias folded in (tiny: num_filter each).
-        let m = geo.m;
-        let scale: Vec<T> = match &epi.scale {
-            Some(s) => s.to_vec::<T>()?,
-            None => vec![T::ONE; m],
-        };
-        let mut off: Vec<T> = match &epi.shift {
-            Some(s) => s.to_vec::<T>()?,
-            None => vec![T::ZERO; m],
-        };
-        if let Some(b) = bias {
-            let b = b.to_vec::<T>()?;
-            for i in 0..m {
-                off[i] += b[i] * scale[i];
-            }
-        }
+        let (scale, off) = epilogue_vectors::<T>(epi, bias, geo.m)?;
         data.read_slice::<T, _>(|xs| w.read_slice::<T, _>(|ws| {
             let run = |rs: Option<&[T]>| {
                 let e = EpiRef { a: &scale, b: &off, res: rs, relu: epi.relu };
@@ -2788,6 +2884,103 @@ mod tests {
         assert!(!bcast::applies(&g));
         let g = geom(1, 4, 32, 2, [1, 6, 6], [1, 3, 3], one, one, [0, 1, 1]);
         assert!(!bcast::applies(&g));
+    }
+
+    #[test]
+    fn pooled_epilogue_matches_pooling_the_output() -> Result<()> {
+        use crate::nd::{pooling, PoolOptions, PoolType, PoolingConvention};
+        let ctx = crate::Context::cpu(0);
+        let arr = |shape: &[usize], seed: u64| -> Result<NDArray> {
+            let n = shape.iter().product();
+            let v: Vec<f32> = rand_vec(n, seed).iter().map(|&v| v as f32).collect();
+            NDArray::from_vec(v, shape, ctx)
+        };
+        let max = |k: usize, s: usize, p: usize| {
+            PoolOptions::new(&[k, k], PoolType::Max)
+                .stride(&[s, s])
+                .pad(&[p, p])
+        };
+        // (n, c, m, h, w, kernel, stride, pad, pooling)
+        let cases = [
+            // The resnet stem: one image, split over (panel, pooled row) units.
+            (1, 3, 64, 64, 64, 7, 2, 3, max(3, 2, 1)),
+            // A 16-channel tail panel; 2×2 windows without padding.
+            (5, 4, 48, 20, 20, 3, 1, 1, max(2, 2, 0)),
+            // The `full` convention: the last windows hang over the edge.
+            (
+                2,
+                4,
+                32,
+                13,
+                13,
+                3,
+                1,
+                1,
+                max(3, 2, 0).pooling_convention(PoolingConvention::Full),
+            ),
+            // Whole images per task.
+            (8, 16, 32, 16, 16, 3, 1, 1, max(3, 2, 1)),
+            // Stride-1 windows over a small output computed in one block.
+            (2, 8, 32, 7, 7, 3, 1, 1, max(3, 1, 1)),
+            // Rows so wide that each block is one row (the ring holds 1 + 3 rows).
+            (1, 2, 16, 6, 600, 3, 1, 1, max(3, 2, 1)),
+            // Global max pooling, and an average pooling (pooled separately).
+            (3, 4, 32, 9, 9, 3, 2, 1, PoolOptions::global(PoolType::Max)),
+            (
+                2,
+                4,
+                32,
+                9,
+                9,
+                3,
+                1,
+                1,
+                PoolOptions::new(&[3, 3], PoolType::Avg).stride(&[2, 2]),
+            ),
+        ];
+        for (i, (n, c, m, h, w, k, st, pd, po)) in cases.into_iter().enumerate() {
+            let x = arr(&[n, c, h, w], 20 + i as u64)?;
+            let wt = arr(&[m, c, k, k], 40 + i as u64)?;
+            let bias = arr(&[m], 60 + i as u64)?;
+            let opts = ConvOptions::new(&[k, k], m)
+                .stride(&[st, st])
+                .pad(&[pd, pd]);
+            let epis = [
+                ConvEpilogue::new()
+                    .scale(arr(&[m], 80 + i as u64)?)
+                    .shift(arr(&[m], 90 + i as u64)?)
+                    .relu(true),
+                ConvEpilogue::new(),
+            ];
+            for epi in epis {
+                let want = pooling(&convolution_fused(&x, &wt, Some(&bias), &opts, &epi)?, &po)?;
+                let got =
+                    convolution_fused(&x, &wt, Some(&bias), &opts, &epi.clone().pool(po.clone()))?;
+                assert_eq!(got.shape(), want.shape(), "case {i}");
+                // The same arithmetic in the same order: equal, not just close.
+                assert_eq!(
+                    got.to_vec::<f32>()?,
+                    want.to_vec::<f32>()?,
+                    "case {i} {epi:?}"
+                );
+            }
+        }
+        // A window larger than the convolution's output is pooling's error.
+        let (x, wt) = (arr(&[1, 2, 4, 4], 1)?, arr(&[16, 2, 3, 3], 2)?);
+        let opts = ConvOptions::new(&[3, 3], 16).no_bias(true);
+        let e = convolution_fused(
+            &x,
+            &wt,
+            None,
+            &opts,
+            &ConvEpilogue::new().pool(max(3, 1, 0)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::ShapeMismatch { op: "Pooling", .. }),
+            "{e}"
+        );
+        Ok(())
     }
 
     #[test]

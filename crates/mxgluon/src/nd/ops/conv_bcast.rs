@@ -13,6 +13,11 @@
 //! packs nothing. Finished blocks are transposed back to NCHW in registers (a 16 × 16
 //! transpose per vector), where the fused epilogue (scale, shift, residual, ReLU) and the
 //! bias are applied to whole rows of positions.
+//!
+//! [`forward_pooled`] runs a 2-D max pooling of the result inside the same tasks: finished
+//! rows (after the epilogue) go to a small per-thread ring, still position-major, and each
+//! pooled row is taken from it as soon as its window's rows are in, so the convolution's
+//! output (at a ResNet's stem, four times the pooled size) never reaches memory.
 
 use std::arch::x86_64::*;
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::{ConvGeom, EpiRef, Real, SendPtr, CONV_PAR_MIN_FLOP};
+use crate::nd::ops::pool::MaxPool2d;
 use crate::nd::NDArray;
 
 /// Output channels per panel (two zmm vectors).
@@ -299,8 +305,7 @@ impl Plan<'_> {
 
 /// Computes output rows `oy0..oy1` (at most [`Plan::rows_per_call`]) of panel `b` (channels
 /// `b·PANEL..`) of image `n` from `xi` (the image's input as the plan reads it) and `wb` (the
-/// panel's packed weights): [`KC`] reduction rows at a time over every position of the rows,
-/// so that each block of weights is read from memory once and then served from L1.
+/// panel's packed weights), and stores them with the bias or epilogue.
 ///
 /// # Safety
 /// AVX-512F must be available; `xi` must hold the image's (padded) input, `wb` the panel,
@@ -318,6 +323,47 @@ unsafe fn rows(
 ) {
     let g = p.g;
     let width = PANEL.min(g.m - b * PANEL);
+    let ow = g.out[2];
+    let pout = g.pout();
+    let ybase = (n * g.m + b * PANEL) * pout;
+    assert!(oy0 < oy1 && oy1 <= g.out[1]);
+    assert!(ybase + (width - 1) * pout + oy1 * ow <= out.y.1);
+    let mut tile = TILE.with(std::cell::Cell::take);
+    // SAFETY: as this function's contract.
+    unsafe { compute(p, xi, wb, b, (oy0, oy1), &mut tile, Some((out, ybase))) };
+    // The tile holds the rows' positions in order: store them 16 at a time (whole vectors,
+    // across block boundaries).
+    for oy in oy0..oy1 {
+        for x0 in (0..ow).step_by(16) {
+            let r = 16.min(ow - x0);
+            let t = &tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
+            // SAFETY: rows ybase + o·pout + oy·ow + x0.. (r positions) of y belong to this
+            // task (asserted in bounds above).
+            unsafe { store(g, out, t, width, r, ybase + oy * ow + x0, b * PANEL) };
+        }
+    }
+    TILE.with(|c| c.set(tile));
+}
+
+/// The raw sums of output rows `oy0..oy1` (at most [`Plan::rows_per_call`]) of panel `b`
+/// into `tile` (position-major, `PANEL` values per position; grown as needed): [`KC`]
+/// reduction rows at a time over every position of the rows, so that each block of weights
+/// is read from memory once and then served from L1. With `ahead = (out, ybase)`, the output
+/// lines the rows will be stored to (from `ybase`) are prefetched during the last block.
+///
+/// # Safety
+/// AVX-512F must be available; `xi` must hold the image's (padded) input and `wb` the panel.
+unsafe fn compute(
+    p: &Plan<'_>,
+    xi: &[f32],
+    wb: &[f32],
+    b: usize,
+    (oy0, oy1): (usize, usize),
+    tile: &mut Vec<f32>,
+    ahead: Option<(&Out<'_>, usize)>,
+) {
+    let g = p.g;
+    let width = PANEL.min(g.m - b * PANEL);
     let [_, sh, sw] = g.stride;
     let (kg, ow) = (g.kg(), g.out[2]);
     assert!(oy0 < oy1 && oy1 <= g.out[1] && oy1 - oy0 <= p.rows_per_call());
@@ -326,9 +372,6 @@ unsafe fn rows(
         p.offs.last().copied().unwrap_or(0) as usize + ((oy1 - 1) * sh) * p.wp + (ow - 1) * sw;
     assert!(last < xi.len() && wb.len() >= kg * width && p.offs.len() == kg);
     let pout = g.pout();
-    let ybase = (n * g.m + b * PANEL) * pout;
-    assert!(ybase + (width - 1) * pout + oy1 * ow <= out.y.1);
-    let mut tile = TILE.with(std::cell::Cell::take);
     let need = (oy1 - oy0) * ow * PANEL;
     if tile.len() < need {
         tile.resize(need, 0.0);
@@ -347,8 +390,9 @@ unsafe fn rows(
     let span = (oy1 - oy0) * ow;
     let lines_per = span.div_ceil(16) + 1;
     let lines = width * lines_per;
-    let res = out.epi.and_then(|e| e.res);
     let prefetch = |call: usize| {
+        let Some((out, ybase)) = ahead else { return };
+        let res = out.epi.and_then(|e| e.res);
         for l in call * lines / calls..(call + 1) * lines / calls {
             let off = ybase + (l / lines_per) * pout + oy0 * ow + (l % lines_per) * 16;
             // A hint: addresses just past a row are harmless.
@@ -435,18 +479,6 @@ unsafe fn rows(
             oy += 1;
         }
     }
-    // The tile holds the rows' positions in order: store them 16 at a time (whole vectors,
-    // across block boundaries).
-    for oy in oy0..oy1 {
-        for x0 in (0..ow).step_by(16) {
-            let r = 16.min(ow - x0);
-            let t = &tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
-            // SAFETY: rows ybase + o·pout + oy·ow + x0.. (r positions) of y belong to this
-            // task (asserted in bounds above).
-            unsafe { store(g, out, t, width, r, ybase + oy * ow + x0, b * PANEL) };
-        }
-    }
-    TILE.with(|c| c.set(tile));
 }
 
 /// Dispatches the micro-kernel on (vectors, positions, stride).
@@ -522,7 +554,7 @@ unsafe fn micro2(
 /// positions `j < R` and vectors `v < OCV` (adding to the tile's values when `load`), where
 /// position `j` is `x_j = xb + j·S` for `j < W` and `xb + rs + (j − W)·S` after (two rows).
 /// The weights are prefetched a fixed distance ahead into L1, or, with `ahead`, the line at
-/// `ahead + 16·k` into L2 per reduction row `k` (the next chunk, see [`rows`]).
+/// `ahead + 16·k` into L2 per reduction row `k` (the next chunk, see [`compute`]).
 ///
 /// # Safety
 /// AVX-512F must be available; `offs` must hold `kg` entries, `w` `kg·16·OCV` values, every
@@ -691,13 +723,79 @@ pub(super) fn forward(
     if let Some(b) = bias {
         assert!(b.len() >= g.m);
     }
-    let kg = g.kg();
-    let panels = g.m.div_ceil(PANEL);
     let out = Out {
         y: SendPtr::new(y),
         bias,
         epi,
     };
+    let step = p.rows_per_call();
+    drive(&p, x, w, wsrc, g.out[1], |xi, wb, n, b, oy0, oy1| {
+        for oy in (oy0..oy1).step_by(step) {
+            // SAFETY: AVX-512F is checked by the caller; `drive` hands each (image, panel,
+            // rows) to one task.
+            unsafe { rows(&p, &out, xi, wb, n, b, oy, (oy + step).min(oy1)) };
+        }
+    });
+}
+
+/// [`forward`] followed by the 2-D max pooling `pool`, without writing the convolution's
+/// output: each task keeps the last rows of its panel (after the bias or epilogue, which has
+/// no residual here) in a small ring, position-major, and pools output rows as soon as their
+/// windows are complete. `y` receives the pooled `(N, M, OH', OW')` array. This saves the
+/// round trip of the (largest) convolution output through memory that a separate pooling
+/// pass costs, as after a ResNet's stem.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_pooled(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    wsrc: Option<&NDArray>,
+    bias: Option<&[f32]>,
+    epi: Option<&EpiRef<'_, f32>>,
+    pool: &MaxPool2d,
+    y: &mut [f32],
+) {
+    let p = Plan::new(g);
+    if let Some(e) = epi {
+        assert!(e.a.len() >= g.m && e.b.len() >= g.m && e.res.is_none());
+    }
+    if let Some(b) = bias {
+        assert!(b.len() >= g.m);
+    }
+    let (oh, ow) = (g.out[1], g.out[2]);
+    let (poh, pow) = (pool.rows.len(), pool.cols.len());
+    // The windows are monotonic ranges inside the convolution's output (as `pooling` makes
+    // them); the kernels below rely on it.
+    let fits = |w: &[(usize, usize)], len: usize| {
+        w.iter().all(|&(lo, hi)| lo <= hi && hi <= len)
+            && w.windows(2).all(|v| v[0].0 <= v[1].0 && v[0].1 <= v[1].1)
+    };
+    assert!(fits(&pool.rows, oh) && fits(&pool.cols, ow) && y.len() == g.n * g.m * poh * pow);
+    let out = Pooled {
+        y: SendPtr::new(y),
+        bias,
+        epi,
+        pool,
+    };
+    drive(&p, x, w, wsrc, poh, |xi, wb, n, b, p0, p1| {
+        // SAFETY: AVX-512F is checked by the caller; `drive` hands each (image, panel,
+        // pooled rows) to one task.
+        unsafe { pooled_rows(&p, &out, xi, wb, n, b, (p0, p1)) };
+    });
+}
+
+/// Splits the work of one forward pass into tasks and runs them: `job(xi, wb, n, b, u0, u1)`
+/// computes units `u0..u1` (output rows, of the convolution or of a pooling after it;
+/// `units` per image and panel) of panel `b` of image `n`, from `xi` (the image's input as
+/// the plan reads it) and `wb` (the panel's packed weights). Each (image, panel, unit) is
+/// handed to exactly one call.
+fn drive<F>(p: &Plan<'_>, x: &[f32], w: &[f32], wsrc: Option<&NDArray>, units: usize, job: F)
+where
+    F: Fn(&[f32], &[f32], usize, usize, usize, usize) + Sync,
+{
+    let g = p.g;
+    let kg = g.kg();
+    let panels = g.m.div_ceil(PANEL);
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && g.flop() >= CONV_PAR_MIN_FLOP;
     let pin = g.c * g.input[1] * g.input[2];
@@ -737,7 +835,6 @@ pub(super) fn forward(
                         p.pad_image(x, n, &mut buf[i * ilen..(i + 1) * ilen], false);
                     }
                 }
-                let step = p.rows_per_call();
                 for b in 0..panels {
                     for (i, n) in (n0..n1).enumerate() {
                         let xi = if copy {
@@ -745,12 +842,7 @@ pub(super) fn forward(
                         } else {
                             &x[n * pin..(n + 1) * pin]
                         };
-                        for oy in (0..g.out[1]).step_by(step) {
-                            let oy1 = (oy + step).min(g.out[1]);
-                            // SAFETY: AVX-512F is checked by the caller; this task owns
-                            // images n0..n1 of the output.
-                            unsafe { rows(&p, &out, xi, panel(b), n, b, oy, oy1) };
-                        }
+                        job(xi, panel(b), n, b, 0, units);
                     }
                 }
                 if copy {
@@ -764,8 +856,8 @@ pub(super) fn forward(
             }
             return;
         }
-        // Few images: pad them all first, then split (image, panel, output row) units into
-        // equal contiguous ranges, several per thread.
+        // Few images: pad them all first, then split (image, panel, unit) triples into equal
+        // contiguous ranges, several per thread.
         let mut buf = if p.padded {
             f32::take_scratch(ilen * g.n)
         } else {
@@ -776,34 +868,191 @@ pub(super) fn forward(
                 p.pad_image(x, n, &mut buf[n * ilen..(n + 1) * ilen], true);
             }
         }
-        let oh = g.out[1];
-        let units = g.n * panels * oh;
-        let tasks = units.min(4 * threads);
-        let per = units.div_ceil(tasks);
+        let total = g.n * panels * units;
+        let tasks = total.min(4 * threads);
+        let per = total.div_ceil(tasks.max(1)).max(1);
         let bufr = &buf;
-        let step = p.rows_per_call();
-        (0..units.div_ceil(per)).into_par_iter().for_each(|t| {
-            let end = ((t + 1) * per).min(units);
+        (0..total.div_ceil(per)).into_par_iter().for_each(|t| {
+            let end = ((t + 1) * per).min(total);
             let mut u = t * per;
             while u < end {
-                // A run of consecutive rows of one (image, panel), at most `step` long.
-                let (n, b, oy) = (u / (panels * oh), u / oh % panels, u % oh);
-                let oy1 = (oy + step).min(oh).min(oy + end - u);
+                // The run of this range inside one (image, panel).
+                let (n, b, u0) = (u / (panels * units), u / units % panels, u % units);
+                let u1 = units.min(u0 + end - u);
                 let xi = if p.padded {
                     &bufr[n * ilen..(n + 1) * ilen]
                 } else {
                     &x[n * pin..(n + 1) * pin]
                 };
-                // SAFETY: AVX-512F is checked by the caller; units u..u + (oy1 - oy) are
-                // this task's.
-                unsafe { rows(&p, &out, xi, panel(b), n, b, oy, oy1) };
-                u += oy1 - oy;
+                job(xi, panel(b), n, b, u0, u1);
+                u += u1 - u0;
             }
         });
         if p.padded {
             f32::put_scratch(buf);
         }
     });
+}
+
+/// What [`forward_pooled`] stores with.
+struct Pooled<'a> {
+    y: SendPtr<f32>,
+    bias: Option<&'a [f32]>,
+    epi: Option<&'a EpiRef<'a, f32>>,
+    pool: &'a MaxPool2d,
+}
+
+thread_local! {
+    /// Each thread's ring of finished convolution rows for [`pooled_rows`].
+    static RING: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Computes pooled rows `p0..p1` of panel `b` of image `n` (see [`forward_pooled`]): the
+/// convolution rows their windows cover, [`Plan::rows_per_call`] at a time, into a ring of
+/// `step + tallest window` rows, pooling each output row once its last input row is in.
+///
+/// # Safety
+/// AVX-512F must be available; `xi` must hold the image's (padded) input, `wb` the panel,
+/// and no other task may write these pooled rows of these channels of image `n`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn pooled_rows(
+    p: &Plan<'_>,
+    out: &Pooled<'_>,
+    xi: &[f32],
+    wb: &[f32],
+    n: usize,
+    b: usize,
+    (p0, p1): (usize, usize),
+) {
+    let g = p.g;
+    let pool = out.pool;
+    let width = PANEL.min(g.m - b * PANEL);
+    let ow = g.out[2];
+    let (poh, pow) = (pool.rows.len(), pool.cols.len());
+    assert!(p0 < p1 && p1 <= poh && out.y.1 == g.n * g.m * poh * pow);
+    let step = p.rows_per_call();
+    let tallest = pool.rows[p0..p1]
+        .iter()
+        .map(|&(lo, hi)| hi - lo)
+        .max()
+        .unwrap_or(0);
+    let cap = step + tallest;
+    let row_len = ow * PANEL;
+    let mut ring = RING.with(std::cell::Cell::take);
+    // The ring, then one pooled row (position-major, padded to whole groups of 16).
+    let pooled_at = cap * row_len;
+    let need = pooled_at + pow.next_multiple_of(16) * PANEL;
+    if ring.len() < need {
+        ring.resize(need, 0.0);
+    }
+    let mut tile = TILE.with(std::cell::Cell::take);
+    // Windows are monotonic: rows p0..p1 read convolution rows start..end.
+    let (start, end) = (pool.rows[p0].0, pool.rows[p1 - 1].1);
+    let mut done = start;
+    let mut next = p0;
+    loop {
+        while next < p1 && pool.rows[next].1 <= done {
+            // Row `next`'s window rows are all in the ring: a row `r` computed later
+            // overwrites row `r − cap`, below every window not yet pooled (each is at most
+            // `tallest` rows and ends past the rows computed before `r`'s block).
+            let (r0, r1) = pool.rows[next];
+            let (ring_rows, pooled) = ring.split_at_mut(pooled_at);
+            for (q, &(c0, c1)) in pool.cols.iter().enumerate() {
+                for v in 0..width / 16 {
+                    let mut m = _mm512_set1_ps(f32::MIN);
+                    for r in r0..r1 {
+                        let line = &ring_rows[(r % cap) * row_len..][..row_len];
+                        for c in c0..c1 {
+                            let x = _mm512_loadu_ps(line[c * PANEL + 16 * v..][..16].as_ptr());
+                            // Returns m when x is NaN, as `pooling` skips NaNs.
+                            m = _mm512_max_ps(x, m);
+                        }
+                    }
+                    _mm512_storeu_ps(pooled[q * PANEL + 16 * v..][..16].as_mut_ptr(), m);
+                }
+            }
+            // SAFETY: pooled row `next` of these channels of image n is this task's.
+            unsafe {
+                store_pooled(
+                    g,
+                    out,
+                    &pooled[..pow.next_multiple_of(16) * PANEL],
+                    n,
+                    b,
+                    next,
+                )
+            };
+            next += 1;
+        }
+        if next == p1 {
+            break;
+        }
+        // Row `next`'s window ends past `done`, and no window ends past `end`.
+        let oy1 = (done + step).min(end);
+        // SAFETY: as this function's contract; rows done..oy1 are inside the output.
+        unsafe { compute(p, xi, wb, b, (done, oy1), &mut tile, None) };
+        for r in done..oy1 {
+            let src = &tile[(r - done) * row_len..][..row_len];
+            let dst = &mut ring[(r % cap) * row_len..][..row_len];
+            for x in 0..ow {
+                for v in 0..width / 16 {
+                    let c = b * PANEL + 16 * v;
+                    let mut val = _mm512_loadu_ps(src[x * PANEL + 16 * v..][..16].as_ptr());
+                    // The same operations, in the same order, as `store`.
+                    match out.epi {
+                        Some(e) => {
+                            let a = _mm512_loadu_ps(e.a[c..c + 16].as_ptr());
+                            let sh = _mm512_loadu_ps(e.b[c..c + 16].as_ptr());
+                            val = _mm512_fmadd_ps(val, a, sh);
+                            if e.relu {
+                                val = _mm512_max_ps(val, _mm512_setzero_ps());
+                            }
+                        }
+                        None => {
+                            if let Some(bs) = out.bias {
+                                val = _mm512_add_ps(val, _mm512_loadu_ps(bs[c..c + 16].as_ptr()));
+                            }
+                        }
+                    }
+                    _mm512_storeu_ps(dst[x * PANEL + 16 * v..][..16].as_mut_ptr(), val);
+                }
+            }
+        }
+        done = oy1;
+    }
+    TILE.with(|c| c.set(tile));
+    RING.with(|c| c.set(ring));
+}
+
+/// Stores pooled row `pr` (`row`: `OW'` positions rounded up to 16, `PANEL` values each) of
+/// panel `b` of image `n` into the pooled output, transposing 16 positions at a time.
+///
+/// # Safety
+/// AVX-512F must be available, and the row must be the caller's.
+#[target_feature(enable = "avx512f")]
+unsafe fn store_pooled(g: &ConvGeom, out: &Pooled<'_>, row: &[f32], n: usize, b: usize, pr: usize) {
+    let width = PANEL.min(g.m - b * PANEL);
+    let (poh, pow) = (out.pool.rows.len(), out.pool.cols.len());
+    let plane = poh * pow;
+    assert!(row.len() >= pow.next_multiple_of(16) * PANEL);
+    for q0 in (0..pow).step_by(16) {
+        let r = 16.min(pow - q0);
+        let mask: u16 = if r == 16 { 0xFFFF } else { (1u16 << r) - 1 };
+        for v in 0..width / 16 {
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (j, x) in rows.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(row[(q0 + j) * PANEL + 16 * v..][..16].as_ptr());
+            }
+            let cols = transpose16(rows);
+            for (o, col) in cols.iter().enumerate() {
+                let dst = (n * g.m + b * PANEL + 16 * v + o) * plane + pr * pow + q0;
+                assert!(dst + r <= out.y.1);
+                // SAFETY: in bounds (asserted); the row belongs to the caller.
+                unsafe { _mm512_mask_storeu_ps(out.y.0.add(dst), mask, *col) };
+            }
+        }
+    }
 }
 
 #[cfg(test)]

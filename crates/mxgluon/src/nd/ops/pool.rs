@@ -265,7 +265,11 @@ fn windows(input: usize, out: usize, k: usize, s: usize, p: usize) -> Vec<Win> {
 
 /// Checks the input against MXNet's rules; returns the geometry and the output shape.
 fn resolve(data: &NDArray, o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
-    let dtype = data.dtype();
+    resolve_shape(data.dtype(), data.shape(), o)
+}
+
+/// [`resolve`] for an input of `dtype` and shape `ds`.
+fn resolve_shape(dtype: DType, ds: &[usize], o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
     if !matches!(dtype, DType::Float32 | DType::Float64) {
         return Err(Error::UnsupportedDType {
             op: OP,
@@ -273,7 +277,6 @@ fn resolve(data: &NDArray, o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
             hint: "pooling computes in float32 or float64".into(),
         });
     }
-    let ds = data.shape();
     if !(3..=5).contains(&ds.len()) {
         return Err(Error::InvalidShape {
             op: OP,
@@ -366,6 +369,38 @@ fn resolve(data: &NDArray, o: &PoolOptions) -> Result<(PoolGeom, Vec<usize>)> {
         },
         oshape,
     ))
+}
+
+/// The windows of a 2-D max pooling, for a producer that pools its own output (the fused
+/// convolution): output row `i` reduces input rows `rows[i].0..rows[i].1` (possibly none),
+/// output column `j` input columns `cols[j].0..cols[j].1`, exactly as [`pooling`] does.
+#[derive(Debug, Clone)]
+pub(crate) struct MaxPool2d {
+    /// Input row range of each output row.
+    pub(crate) rows: Vec<(usize, usize)>,
+    /// Input column range of each output column.
+    pub(crate) cols: Vec<(usize, usize)>,
+    /// The pooled output's shape (`(N, C, OH, OW)`).
+    pub(crate) oshape: Vec<usize>,
+}
+
+/// Checks `o` for an input of `dtype` and shape `ds` as [`pooling`] would (the same errors);
+/// returns its windows when it is a 2-D max pooling, `None` for any other pooling.
+pub(crate) fn max_pool_2d(
+    dtype: DType,
+    ds: &[usize],
+    o: &PoolOptions,
+) -> Result<Option<MaxPool2d>> {
+    let (g, oshape) = resolve_shape(dtype, ds, o)?;
+    if g.ptype != PoolType::Max || ds.len() != 4 {
+        return Ok(None);
+    }
+    let ranges = |w: &[Win]| w.iter().map(|w| (w.lo, w.hi)).collect();
+    Ok(Some(MaxPool2d {
+        rows: ranges(&g.wins[1]),
+        cols: ranges(&g.wins[2]),
+        oshape,
+    }))
 }
 
 /// One plane's forward pass; `row` is scratch of the input's last-axis length.
