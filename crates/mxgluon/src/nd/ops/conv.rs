@@ -130,10 +130,6 @@ macro_rules! impl_real {
                 y: &mut [Self],
                 epi: Option<&EpiRef<'_, Self>>,
             ) -> bool {
-                #[cfg(test)]
-                if FORCE_PORTABLE.with(Cell::get) {
-                    return false;
-                }
                 let f: fn(
                     &ConvGeom,
                     &[Self],
@@ -1556,7 +1552,7 @@ fn forward_fast_f32(
     y: &mut [f32],
     epi: Option<&EpiRef<'_, f32>>,
 ) -> bool {
-    if !std::arch::is_x86_feature_detected!("avx512f") || g.kg() == 0 {
+    if !avx512_allowed() || g.kg() == 0 {
         return false;
     }
     if bcast::applies(g) {
@@ -2204,11 +2200,18 @@ fn convolution_pooled(
 /// Whether [`bcast::forward_pooled`] can compute `g` on this CPU.
 #[cfg(target_arch = "x86_64")]
 fn pooled_fast_f32(g: &ConvGeom) -> bool {
+    avx512_allowed() && bcast::applies(g)
+}
+
+/// Whether the AVX-512 forward paths may run: the CPU has AVX-512F (and tests have not
+/// switched them off to check the portable path).
+#[cfg(target_arch = "x86_64")]
+fn avx512_allowed() -> bool {
     #[cfg(test)]
     if FORCE_PORTABLE.with(Cell::get) {
         return false;
     }
-    std::arch::is_x86_feature_detected!("avx512f") && bcast::applies(g)
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// Inference convolution with a fused epilogue: `relu?((convolution(data, weight, bias) ·

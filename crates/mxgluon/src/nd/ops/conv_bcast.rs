@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::{ConvGeom, EpiRef, Real, SendPtr, CONV_PAR_MIN_FLOP};
+use super::{ConvGeom, EpiRef, Real, SendPtr, CONV_PAR_MIN_FLOP, SCRATCH_KEEP_BYTES};
 use crate::nd::ops::pool::MaxPool2d;
 use crate::nd::NDArray;
 
@@ -75,6 +75,11 @@ struct PackEntry {
 }
 
 static PACKED: Mutex<Vec<PackEntry>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Each thread's buffer for weights packed for one call only (they change every call).
+    static PACK_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// Packs `w` (`m × kg`, row-major) into panels of [`PANEL`] channels: panel `b` starts at
 /// `b·PANEL·kg` and holds `[k][width]` with `width = min(PANEL, m − b·PANEL)`.
@@ -195,10 +200,17 @@ fn packed_weights<R>(
             f(&d)
         }
         Use::Scratch => {
-            let mut buf = f32::take_scratch(need);
+            // Not `Real::take_scratch`: `f` takes that one for the padded input, and would
+            // find it gone and allocate on every call.
+            let mut buf = PACK_SCRATCH.with(std::cell::Cell::take);
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
             pack(w, m, kg, &mut buf);
             let r = f(&buf[..need]);
-            f32::put_scratch(buf);
+            if buf.len() * 4 <= SCRATCH_KEEP_BYTES {
+                PACK_SCRATCH.with(|c| c.set(buf));
+            }
             r
         }
     }
@@ -339,7 +351,7 @@ unsafe fn rows(
             let t = &tile[((oy - oy0) * ow + x0) * PANEL..][..r * PANEL];
             // SAFETY: rows ybase + o·pout + oy·ow + x0.. (r positions) of y belong to this
             // task (asserted in bounds above).
-            unsafe { store(g, out, t, width, r, ybase + oy * ow + x0, b * PANEL) };
+            unsafe { store(out, t, width, r, ybase + oy * ow + x0, pout, b * PANEL) };
         }
     }
     TILE.with(|c| c.set(tile));
@@ -615,22 +627,22 @@ unsafe fn kernel<const OCV: usize, const R: usize, const S: usize, const W: usiz
 }
 
 /// Stores a finished block: `tile` holds `r` positions × `width` channels; channel `o`'s
-/// `r` values go to `y[y0 + o·pout ..]` after the bias or the epilogue (channel `c0 + o`).
+/// `r` values go to `y[y0 + o·stride ..]` after the bias or the epilogue (channel `c0 + o`).
 ///
 /// # Safety
 /// AVX-512F must be available; the `width` destination rows of `r` elements (and the
 /// residual's, same offsets) must be inside the output and owned by the caller.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn store(
-    g: &ConvGeom,
     out: &Out<'_>,
     tile: &[f32],
     width: usize,
     r: usize,
     y0: usize,
+    stride: usize,
     c0: usize,
 ) {
-    let pout = g.pout();
     let mask: u16 = if r >= 16 { 0xFFFF } else { (1u16 << r) - 1 };
     for v in 0..width / 16 {
         let mut rows = [_mm512_setzero_ps(); 16];
@@ -640,29 +652,50 @@ unsafe fn store(
         let cols = transpose16(rows);
         for (o, col) in cols.iter().enumerate() {
             let c = c0 + 16 * v + o;
-            let mut val = *col;
-            let dst = y0 + (16 * v + o) * pout;
-            match out.epi {
-                Some(e) => {
-                    val = _mm512_fmadd_ps(val, _mm512_set1_ps(e.a[c]), _mm512_set1_ps(e.b[c]));
-                    if let Some(res) = e.res {
-                        // SAFETY: the residual is laid out like y (checked by the caller).
-                        let rv = unsafe { _mm512_maskz_loadu_ps(mask, res.as_ptr().add(dst)) };
-                        val = _mm512_add_ps(val, rv);
-                    }
-                    if e.relu {
-                        val = _mm512_max_ps(val, _mm512_setzero_ps());
-                    }
-                }
-                None => {
-                    if let Some(bs) = out.bias {
-                        val = _mm512_add_ps(val, _mm512_set1_ps(bs[c]));
-                    }
-                }
-            }
+            let dst = y0 + (16 * v + o) * stride;
+            let res = out.epi.and_then(|e| e.res).map(|res| {
+                // SAFETY: the residual is laid out like y (checked by the caller).
+                unsafe { _mm512_maskz_loadu_ps(mask, res.as_ptr().add(dst)) }
+            });
+            let val = finish(
+                *col,
+                out.epi
+                    .map(|e| (_mm512_set1_ps(e.a[c]), _mm512_set1_ps(e.b[c]), e.relu)),
+                res,
+                out.bias.map(|bs| _mm512_set1_ps(bs[c])),
+            );
             // SAFETY: the destination row belongs to the caller.
             unsafe { _mm512_mask_storeu_ps(out.y.0.add(dst), mask, val) };
         }
+    }
+}
+
+/// The bias or the epilogue applied to a vector of sums, in one order for every caller (the
+/// fused pooling must give exactly what pooling the stored output gives): with
+/// `epi = (scale, shift, relu)`, `relu?(sums · scale + shift + res)`; without, `sums + bias`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn finish(
+    sums: __m512,
+    epi: Option<(__m512, __m512, bool)>,
+    res: Option<__m512>,
+    bias: Option<__m512>,
+) -> __m512 {
+    match epi {
+        Some((a, b, relu)) => {
+            let mut val = _mm512_fmadd_ps(sums, a, b);
+            if let Some(rv) = res {
+                val = _mm512_add_ps(val, rv);
+            }
+            if relu {
+                val = _mm512_max_ps(val, _mm512_setzero_ps());
+            }
+            val
+        }
+        None => match bias {
+            Some(bv) => _mm512_add_ps(sums, bv),
+            None => sums,
+        },
     }
 }
 
@@ -772,7 +805,11 @@ pub(super) fn forward_pooled(
     };
     assert!(fits(&pool.rows, oh) && fits(&pool.cols, ow) && y.len() == g.n * g.m * poh * pow);
     let out = Pooled {
-        y: SendPtr::new(y),
+        y: Out {
+            y: SendPtr::new(y),
+            bias: None,
+            epi: None,
+        },
         bias,
         epi,
         pool,
@@ -894,9 +931,11 @@ where
     });
 }
 
-/// What [`forward_pooled`] stores with.
+/// What [`forward_pooled`] computes with.
 struct Pooled<'a> {
-    y: SendPtr<f32>,
+    /// The pooled output (stored as is: no bias or epilogue).
+    y: Out<'a>,
+    /// The bias or epilogue of the convolution's rows, applied before pooling.
     bias: Option<&'a [f32]>,
     epi: Option<&'a EpiRef<'a, f32>>,
     pool: &'a MaxPool2d,
@@ -930,7 +969,11 @@ unsafe fn pooled_rows(
     let width = PANEL.min(g.m - b * PANEL);
     let ow = g.out[2];
     let (poh, pow) = (pool.rows.len(), pool.cols.len());
-    assert!(p0 < p1 && p1 <= poh && out.y.1 == g.n * g.m * poh * pow);
+    let plane = poh * pow;
+    // Pooled rows p0..p1 of these channels of image n (the last channel's last row ends the
+    // span) are inside the output.
+    let ybase = (n * g.m + b * PANEL) * plane;
+    assert!(p0 < p1 && p1 <= poh && ybase + (width - 1) * plane + p1 * pow <= out.y.y.1);
     let step = p.rows_per_call();
     let tallest = pool.rows[p0..p1]
         .iter()
@@ -972,17 +1015,23 @@ unsafe fn pooled_rows(
                     _mm512_storeu_ps(pooled[q * PANEL + 16 * v..][..16].as_mut_ptr(), m);
                 }
             }
-            // SAFETY: pooled row `next` of these channels of image n is this task's.
-            unsafe {
-                store_pooled(
-                    g,
-                    out,
-                    &pooled[..pow.next_multiple_of(16) * PANEL],
-                    n,
-                    b,
-                    next,
-                )
-            };
+            for q0 in (0..pow).step_by(16) {
+                let r = 16.min(pow - q0);
+                let y0 = ybase + next * pow + q0;
+                // SAFETY: pooled row `next` of these channels of image n is this task's and
+                // inside the output (asserted above).
+                unsafe {
+                    store(
+                        &out.y,
+                        &pooled[q0 * PANEL..][..r * PANEL],
+                        width,
+                        r,
+                        y0,
+                        plane,
+                        0,
+                    )
+                };
+            }
             next += 1;
         }
         if next == p1 {
@@ -998,23 +1047,14 @@ unsafe fn pooled_rows(
             for x in 0..ow {
                 for v in 0..width / 16 {
                     let c = b * PANEL + 16 * v;
-                    let mut val = _mm512_loadu_ps(src[x * PANEL + 16 * v..][..16].as_ptr());
-                    // The same operations, in the same order, as `store`.
-                    match out.epi {
-                        Some(e) => {
-                            let a = _mm512_loadu_ps(e.a[c..c + 16].as_ptr());
-                            let sh = _mm512_loadu_ps(e.b[c..c + 16].as_ptr());
-                            val = _mm512_fmadd_ps(val, a, sh);
-                            if e.relu {
-                                val = _mm512_max_ps(val, _mm512_setzero_ps());
-                            }
-                        }
-                        None => {
-                            if let Some(bs) = out.bias {
-                                val = _mm512_add_ps(val, _mm512_loadu_ps(bs[c..c + 16].as_ptr()));
-                            }
-                        }
-                    }
+                    let sums = _mm512_loadu_ps(src[x * PANEL + 16 * v..][..16].as_ptr());
+                    let load = |a: &[f32]| _mm512_loadu_ps(a[c..c + 16].as_ptr());
+                    let val = finish(
+                        sums,
+                        out.epi.map(|e| (load(e.a), load(e.b), e.relu)),
+                        None,
+                        out.bias.map(load),
+                    );
                     _mm512_storeu_ps(dst[x * PANEL + 16 * v..][..16].as_mut_ptr(), val);
                 }
             }
@@ -1023,36 +1063,6 @@ unsafe fn pooled_rows(
     }
     TILE.with(|c| c.set(tile));
     RING.with(|c| c.set(ring));
-}
-
-/// Stores pooled row `pr` (`row`: `OW'` positions rounded up to 16, `PANEL` values each) of
-/// panel `b` of image `n` into the pooled output, transposing 16 positions at a time.
-///
-/// # Safety
-/// AVX-512F must be available, and the row must be the caller's.
-#[target_feature(enable = "avx512f")]
-unsafe fn store_pooled(g: &ConvGeom, out: &Pooled<'_>, row: &[f32], n: usize, b: usize, pr: usize) {
-    let width = PANEL.min(g.m - b * PANEL);
-    let (poh, pow) = (out.pool.rows.len(), out.pool.cols.len());
-    let plane = poh * pow;
-    assert!(row.len() >= pow.next_multiple_of(16) * PANEL);
-    for q0 in (0..pow).step_by(16) {
-        let r = 16.min(pow - q0);
-        let mask: u16 = if r == 16 { 0xFFFF } else { (1u16 << r) - 1 };
-        for v in 0..width / 16 {
-            let mut rows = [_mm512_setzero_ps(); 16];
-            for (j, x) in rows.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(row[(q0 + j) * PANEL + 16 * v..][..16].as_ptr());
-            }
-            let cols = transpose16(rows);
-            for (o, col) in cols.iter().enumerate() {
-                let dst = (n * g.m + b * PANEL + 16 * v + o) * plane + pr * pow + q0;
-                assert!(dst + r <= out.y.1);
-                // SAFETY: in bounds (asserted); the row belongs to the caller.
-                unsafe { _mm512_mask_storeu_ps(out.y.0.add(dst), mask, *col) };
-            }
-        }
-    }
 }
 
 #[cfg(test)]
